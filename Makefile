@@ -1,0 +1,81 @@
+# playbook-operator: everyday commands. `make help` lists them.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+CLUSTER_NAME ?= playbook-operator
+CLUSTER := $(PYTHON) hack/cluster.py --name $(CLUSTER_NAME)
+# The kubeconfig of the local cluster, unless the caller points KUBECONFIG elsewhere.
+LOCAL_KUBECONFIG = $(shell $(CLUSTER) kubeconfig)
+KUBE_VERSION := $(shell sed -n 's/^KUBE_VERSION=//p' hack/versions.env)
+CACHE ?= $(or $(PLAYBOOK_OPERATOR_CACHE),$(HOME)/.cache/playbook-operator)
+KUBECTL := $(CACHE)/bin/$(KUBE_VERSION)/kubectl
+DEMO_DIR := .demo
+
+.PHONY: help
+help: ## List the targets
+	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk -F':.*?## ' '{printf "  %-14s %s\n", $$1, $$2}'
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $@
+
+.PHONY: venv
+venv: $(VENV)/.installed ## Create the virtualenv and install the package with its dev tools
+
+.PHONY: build
+build: ## Build the pinned control-plane binaries (once per machine; cached outside the repo)
+	bash hack/build-control-plane.sh
+
+.PHONY: cluster-up
+cluster-up: build ## Start the local control plane (etcd, apiserver, controller-manager, scheduler, kwok)
+	$(CLUSTER) up
+
+.PHONY: cluster-down
+cluster-down: ## Stop the local control plane and remove its data
+	$(CLUSTER) down
+
+.PHONY: cluster-env
+cluster-env: ## Print the shell exports that point kubectl at the local cluster
+	@$(CLUSTER) env
+
+.PHONY: install
+install: ## Install the CRDs into the cluster KUBECONFIG names (the local one by default)
+	KUBECONFIG=$${KUBECONFIG:-$(LOCAL_KUBECONFIG)} $(KUBECTL) apply -k deploy/crd
+
+.PHONY: run
+run: venv ## Run the operator against the current KUBECONFIG
+	$(VENV)/bin/playbook-operator run
+
+.PHONY: demo
+demo: venv cluster-up ## Local cluster + CRDs + operator + samples, and show the result
+	bash hack/demo.sh up
+
+.PHONY: demo-down
+demo-down: ## Stop the demo operator and the local cluster
+	bash hack/demo.sh down
+	$(CLUSTER) down
+
+.PHONY: test
+test: venv build ## Unit and e2e tests (starts and stops a local cluster unless KUBECONFIG is set)
+	bash hack/test.sh
+
+.PHONY: unit
+unit: venv ## Unit tests only (no cluster)
+	$(PY) -m pytest tests/unit -q
+
+.PHONY: lint
+lint: venv ## ruff, mypy, yamllint, ansible-lint
+	$(VENV)/bin/ruff check runner tests hack collections
+	$(VENV)/bin/ruff format --check runner tests hack collections
+	$(VENV)/bin/mypy
+	$(VENV)/bin/yamllint -s .
+	PATH=$(abspath $(VENV))/bin:$$PATH $(VENV)/bin/ansible-lint --offline roles playbooks
+
+.PHONY: clean
+clean: ## Remove the virtualenv and local caches of this checkout (not the control-plane binaries)
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache $(DEMO_DIR) *.egg-info

@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# `make demo`: the operator on the local cluster with the samples applied.
+#   hack/demo.sh up     install CRDs, start the operator in the background, apply samples, show them
+#   hack/demo.sh down   stop the demo operator
+set -euo pipefail
+cd "$(dirname "$0")/.."
+name="${CLUSTER_NAME:-playbook-operator}"
+state=.demo
+mkdir -p "$state"
+eval "$(python3 hack/cluster.py --name "$name" env)"
+
+stop_operator() {
+  if [[ -f $state/operator.pid ]] && kill -0 "$(cat $state/operator.pid)" 2>/dev/null; then
+    kill "$(cat $state/operator.pid)" && echo "demo operator stopped"
+  fi
+  rm -f "$state/operator.pid"
+}
+
+wait_until() {  # wait_until SECONDS DESCRIPTION CMD...
+  local deadline=$(( $(date +%s) + $1 )) what="$2"; shift 2
+  until "$@" >/dev/null 2>&1; do
+    if (( $(date +%s) > deadline )); then echo "timed out waiting for $what" >&2; return 1; fi
+    sleep 0.5
+  done
+}
+
+case "${1:-up}" in
+  up)
+    kubectl apply -k deploy/crd
+    kubectl wait --for condition=Established --timeout=60s crd --all
+    stop_operator
+    .venv/bin/playbook-operator run --watches-file watches.yaml >"$state/operator.log" 2>&1 &
+    echo $! >"$state/operator.pid"
+    echo "operator running (pid $(cat $state/operator.pid)), log: $state/operator.log"
+    kubectl apply -f deploy/samples/
+    wait_until 90 "the sample ConfigMap" kubectl get configmap hello-example
+    echo
+    echo "--- custom resources"
+    kubectl get examples
+    echo
+    echo "--- what the operator made"
+    kubectl get configmap hello-example -o yaml | sed -n '/^data:/,/^kind:/p'
+    echo
+    echo "Try: eval \"\$(make -s cluster-env)\"; kubectl edit example hello"
+    echo "Stop: make demo-down"
+    ;;
+  down)
+    stop_operator
+    ;;
+  *) echo "usage: $0 up|down" >&2; exit 2 ;;
+esac

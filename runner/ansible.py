@@ -1,0 +1,212 @@
+"""The one front door to Ansible: run a role or playbook for one object, get a result.
+
+Nothing else in the package touches ansible-runner. A run gets its own
+ansible-runner private data directory per object (artifacts kept there, rotated),
+runs against localhost with the runner's own interpreter, and comes back as a
+:class:`RunResult` with the play stats and the failed tasks.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import sys
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+# Extra directories Ansible must search, relative to the project root: the in-tree
+# collections (operator_sdk.util and the project's own plugins).
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+IN_TREE_COLLECTIONS = PROJECT_ROOT / "collections"
+
+
+@dataclass(frozen=True)
+class Target:
+    """What to run: a role directory or a playbook file (exactly one)."""
+
+    role: Path | None = None
+    playbook: Path | None = None
+
+    def __post_init__(self) -> None:
+        if (self.role is None) == (self.playbook is None):
+            raise ValueError("a Target needs exactly one of role or playbook")
+
+
+@dataclass(frozen=True)
+class RunRequest:
+    target: Target
+    extravars: Mapping[str, Any]
+    # Where this object's artifacts live: <artifacts root>/<group>/<version>/<kind>/<ns>/<name>.
+    private_data_dir: Path
+    max_artifacts: int = 20
+    verbosity: int = 0
+    check: bool = False
+    diff: bool = False
+    extra_args: str = ""
+    env: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class FailedTask:
+    task: str
+    message: str
+    role: str = ""
+
+
+@dataclass
+class RunResult:
+    status: str  # successful | failed | timeout | canceled
+    rc: int
+    ok: int = 0
+    changed: int = 0
+    skipped: int = 0
+    failures: int = 0
+    failed_tasks: list[FailedTask] = field(default_factory=list)
+    artifact_dir: str = ""
+    task_results: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def successful(self) -> bool:
+        return self.status == "successful" and self.rc == 0
+
+
+TaskCallback = Callable[[dict[str, Any]], None]
+
+
+def _inventory() -> str:
+    # Modules run with this interpreter: discovery would pick a Python without our packages.
+    return f"localhost ansible_connection=local ansible_python_interpreter={sys.executable}\n"
+
+
+def _playbook_for(target: Target, workdir: Path) -> Path:
+    if target.playbook is not None:
+        return target.playbook
+    assert target.role is not None
+    play = [{
+        "name": f"Reconcile with role {target.role.name}",
+        "hosts": "localhost",
+        "gather_facts": False,
+        "roles": [{"role": str(target.role)}],
+    }]
+    path = workdir / "project" / "reconcile.yml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = yaml.safe_dump(play, sort_keys=False)
+    if not path.exists() or path.read_text() != text:
+        path.write_text(text)
+    return path
+
+
+def _collections_path(env: Mapping[str, str]) -> str:
+    paths = [str(IN_TREE_COLLECTIONS)]
+    existing = env.get("ANSIBLE_COLLECTIONS_PATH") or os.environ.get("ANSIBLE_COLLECTIONS_PATH")
+    if existing:
+        paths.append(existing)
+    return ":".join(paths)
+
+
+def run(request: RunRequest, on_task: TaskCallback | None = None) -> RunResult:
+    """Run the request's role or playbook and wait for it (call it from a worker thread)."""
+    import ansible_runner  # imported late: the CLI's pure commands do not need it
+
+    request.private_data_dir.mkdir(parents=True, exist_ok=True)
+    playbook = _playbook_for(request.target, request.private_data_dir)
+    failed: list[FailedTask] = []
+    task_results: list[dict[str, Any]] = []
+
+    def handle(event: dict[str, Any]) -> bool:
+        data = event.get("event_data") or {}
+        kind = event.get("event", "")
+        if kind in ("runner_on_ok", "runner_on_failed", "runner_on_skipped", "runner_on_unreachable"):
+            res = data.get("res") or {}
+            outcome = {
+                "runner_on_ok": "ok", "runner_on_failed": "failed",
+                "runner_on_skipped": "skipped", "runner_on_unreachable": "unreachable",
+            }[kind]
+            if outcome == "failed" and data.get("ignore_errors"):
+                outcome = "ignored"
+            entry = {
+                "task": data.get("task", ""),
+                "role": data.get("role", ""),
+                "outcome": outcome,
+                "changed": bool(res.get("changed")),
+                "diff": res.get("diff"),
+                "duration": data.get("duration"),
+            }
+            task_results.append(entry)
+            if outcome in ("failed", "unreachable"):
+                failed.append(FailedTask(task=entry["task"], role=entry["role"],
+                                         message=_failure_message(res)))
+            if on_task is not None:
+                on_task(entry)
+        return True
+
+    cmdline = []
+    if request.check:
+        cmdline.append("--check")
+    if request.diff:
+        cmdline.append("--diff")
+    if request.extra_args:
+        cmdline.append(request.extra_args)
+
+    envvars = {
+        "ANSIBLE_COLLECTIONS_PATH": _collections_path(request.env),
+        "ANSIBLE_INVENTORY_UNPARSED_WARNING": "False",
+        "ANSIBLE_LOCALHOST_WARNING": "False",
+        **request.env,
+    }
+    (request.private_data_dir / "inventory").mkdir(exist_ok=True)
+    (request.private_data_dir / "inventory" / "hosts").write_text(_inventory())
+
+    # Extra vars go through a private file, never the command line (which ansible-runner keeps in
+    # its `command` artifact and `ps` shows): they may carry Secret data. Removed after the run.
+    env_dir = request.private_data_dir / "env"
+    env_dir.mkdir(exist_ok=True)
+    extravars_file = env_dir / "extravars"
+    fd = os.open(extravars_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        json.dump(dict(request.extravars), f, default=str)
+    # The ansible-playbook installed beside this interpreter, whatever PATH says. Given as a
+    # binary, ansible-runner leaves the playbook to the command line.
+    playbook_bin = Path(sys.executable).parent / "ansible-playbook"
+    cmdline.append(shlex.quote(str(playbook)))
+    try:
+        r = ansible_runner.run(
+            private_data_dir=str(request.private_data_dir),
+            binary=str(playbook_bin),
+            envvars=envvars,
+            cmdline=" ".join(cmdline),
+            verbosity=request.verbosity or None,
+            rotate_artifacts=max(request.max_artifacts, 1),
+            quiet=True,
+            event_handler=handle,
+            suppress_env_files=True,
+        )
+    finally:
+        extravars_file.unlink(missing_ok=True)
+    stats = r.stats or {}
+    result = RunResult(
+        status=r.status,
+        rc=r.rc if r.rc is not None else 1,
+        ok=sum((stats.get("ok") or {}).values()),
+        changed=sum((stats.get("changed") or {}).values()),
+        skipped=sum((stats.get("skipped") or {}).values()),
+        failures=sum((stats.get("failures") or {}).values()) + sum((stats.get("dark") or {}).values()),
+        failed_tasks=failed,
+        artifact_dir=str(r.config.artifact_dir),
+        task_results=task_results,
+    )
+    return result
+
+
+def _failure_message(res: Mapping[str, Any]) -> str:
+    if res.get("_ansible_no_log"):
+        return "the output has been hidden due to the fact that 'no_log: true' was specified for this result"
+    msg = res.get("msg") or res.get("message") or res.get("stderr") or res.get("reason") or ""
+    if not isinstance(msg, str):
+        msg = json.dumps(msg, default=str)
+    return msg.strip()[:1024]

@@ -1,0 +1,174 @@
+"""One reconcile of one object: build the vars, run Ansible, write status and Events.
+
+This module knows the order of things (finalizer, Running, run, result) and
+nothing of how events arrive or are queued (that is `operator`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from runner import ansible, status
+from runner.extravars import build_extra_vars
+from runner.kube import Kube, ResourceRef
+from runner.watches import Watch
+
+log = logging.getLogger("playbook_operator.reconcile")
+
+
+@dataclass(frozen=True)
+class Settings:
+    artifacts_root: Path
+    ansible_args: str = ""
+    check: bool = False
+    diff: bool = False
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What the queue needs to know after a reconcile."""
+
+    ok: bool
+    changed: int = 0
+    duration: float = 0.0
+    message: str = ""
+    requeue_after: float | None = None
+    skipped: bool = False
+
+
+def artifact_dir(root: Path, watch: Watch, obj: Mapping[str, Any]) -> Path:
+    meta = obj["metadata"]
+    namespace: str = meta.get("namespace") or "_cluster"
+    name: str = meta["name"]
+    return root / watch.group / watch.version / watch.kind / namespace / name
+
+
+def target_of(watch: Watch) -> ansible.Target:
+    return ansible.Target(role=watch.role, playbook=watch.playbook)
+
+
+def finalizer_target(watch: Watch) -> ansible.Target:
+    """The finalizer's own role or playbook; with only vars, the watch's own."""
+    fin = watch.finalizer
+    if fin is not None and (fin.role or fin.playbook):
+        return ansible.Target(role=fin.role, playbook=fin.playbook)
+    return target_of(watch)
+
+
+def _is_deleting(obj: Mapping[str, Any]) -> bool:
+    return bool(obj["metadata"].get("deletionTimestamp"))
+
+
+def _failure_text(result: ansible.RunResult) -> str:
+    if result.failed_tasks:
+        first = result.failed_tasks[0]
+        return f"{first.message}" if first.message else f"task {first.task!r} failed"
+    return f"ansible ended {result.status} (rc={result.rc})"
+
+
+def _event_text(result: ansible.RunResult) -> str:
+    if result.failed_tasks:
+        first = result.failed_tasks[0]
+        task = f"{first.role} : {first.task}" if first.role and first.role not in first.task else first.task
+        return f"task {task!r} failed: {first.message}"
+    return _failure_text(result)
+
+
+class Reconciler:
+    def __init__(self, kube: Kube, settings: Settings) -> None:
+        self.kube = kube
+        self.settings = settings
+
+    async def reconcile(self, watch: Watch, ref: ResourceRef, obj: dict[str, Any]) -> Outcome:
+        started = time.monotonic()
+        meta = obj["metadata"]
+        finalizer = watch.finalizer.name if watch.finalizer else None
+
+        if _is_deleting(obj):
+            if not finalizer or finalizer not in (meta.get("finalizers") or []):
+                return Outcome(ok=True, skipped=True)
+            return await self._finalize(watch, ref, obj, finalizer, started)
+
+        if finalizer and finalizer not in (meta.get("finalizers") or []):
+            obj = await asyncio.to_thread(
+                self.kube.set_finalizers, ref, obj, [*(meta.get("finalizers") or []), finalizer])
+
+        if watch.manage_status and not self._converged(obj):
+            def to_running(fresh: dict[str, Any]) -> dict[str, Any] | None:
+                running = status.running_status(fresh.get("status"))
+                return None if status.same_ignoring_times(running, fresh.get("status")) else running
+
+            await asyncio.to_thread(self.kube.update_status, ref, meta.get("namespace"), meta["name"],
+                                    to_running)
+
+        result = await self._run(watch, obj, target=target_of(watch), finalizer_run=False)
+        return await self._finish(watch, ref, obj, result, started)
+
+    def _converged(self, obj: Mapping[str, Any]) -> bool:
+        # A reconcile of an object whose generation was already handled successfully
+        # (a resync or a restart) should not cost a Running write.
+        st = obj.get("status") or {}
+        if st.get("observedGeneration") != obj["metadata"].get("generation"):
+            return False
+        return any(c.get("type") == status.SUCCESSFUL and c.get("status") == "True"
+                   for c in st.get("conditions") or [])
+
+    async def _run(self, watch: Watch, obj: Mapping[str, Any], *, target: ansible.Target,
+                   finalizer_run: bool) -> ansible.RunResult:
+        request = ansible.RunRequest(
+            target=target,
+            extravars=build_extra_vars(watch, obj, finalizer=finalizer_run),
+            private_data_dir=artifact_dir(self.settings.artifacts_root, watch, obj),
+            max_artifacts=watch.max_runner_artifacts,
+            verbosity=watch.ansible_verbosity,
+            check=self.settings.check,
+            diff=self.settings.diff,
+            extra_args=self.settings.ansible_args,
+            env={"K8S_AUTH_KUBECONFIG": os.environ["KUBECONFIG"]} if os.environ.get("KUBECONFIG") else {},
+        )
+        return await asyncio.to_thread(ansible.run, request)
+
+    async def _finalize(self, watch: Watch, ref: ResourceRef, obj: dict[str, Any], finalizer: str,
+                        started: float) -> Outcome:
+        assert watch.finalizer is not None
+        target = finalizer_target(watch)
+        result = await self._run(watch, obj, target=target, finalizer_run=True)
+        if not result.successful:
+            return await self._finish(watch, ref, obj, result, started)
+        fresh = await asyncio.to_thread(self.kube.get, ref, obj["metadata"].get("namespace"),
+                                        obj["metadata"]["name"])
+        if fresh is not None:
+            remaining = [f for f in fresh["metadata"].get("finalizers") or [] if f != finalizer]
+            await asyncio.to_thread(self.kube.set_finalizers, ref, fresh, remaining)
+        return Outcome(ok=True, changed=result.changed, duration=time.monotonic() - started)
+
+    async def _finish(self, watch: Watch, ref: ResourceRef, obj: dict[str, Any], result: ansible.RunResult,
+                      started: float) -> Outcome:
+        failure = None if result.successful else _failure_text(result)
+        if watch.manage_status:
+            meta = obj["metadata"]
+            counts = status.AnsibleResult(result.ok, result.changed, result.skipped, result.failures,
+                                          status.now())
+
+            def to_finished(fresh: dict[str, Any]) -> dict[str, Any] | None:
+                # `fresh` carries whatever status the role wrote itself (k8s_status): it survives.
+                if _is_deleting(fresh):
+                    return None
+                new = status.finished_status(fresh.get("status"), generation=meta.get("generation"),
+                                             result=counts, failure_message=failure)
+                return None if status.same_ignoring_times(new, fresh.get("status")) else new
+
+            await asyncio.to_thread(self.kube.update_status, ref, meta.get("namespace"), meta["name"],
+                                    to_finished)
+        if failure is not None:
+            await asyncio.to_thread(self.kube.event, obj, type_="Warning", reason="ReconcileFailed",
+                                    message=_event_text(result))
+        return Outcome(ok=failure is None, changed=result.changed, duration=time.monotonic() - started,
+                       message=failure or "")

@@ -1,0 +1,146 @@
+"""Status as the Operator SDK's Ansible operator writes it: pure functions, no I/O.
+
+Conditions `Running`, `Successful` and `Failure` with the SDK's reasons and
+messages, `ansibleResult` counts on the condition that closes a run, and
+`observedGeneration`. Anything else in `status` (what a role wrote itself with
+`k8s_status`) is carried over untouched.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+RUNNING = "Running"
+SUCCESSFUL = "Successful"
+FAILURE = "Failure"
+
+REASON_RUNNING = "Running"
+REASON_SUCCESSFUL = "Successful"
+REASON_FAILED = "Failed"
+REASON_UNKNOWN = "Unknown"
+
+MESSAGE_RUNNING = "Running reconciliation"
+MESSAGE_AWAITING = "Awaiting next reconciliation"
+MESSAGE_SUCCESSFUL = "Last reconciliation succeeded"
+
+
+@dataclass(frozen=True)
+class AnsibleResult:
+    ok: int
+    changed: int
+    skipped: int
+    failures: int
+    completion: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"ok": self.ok, "changed": self.changed, "skipped": self.skipped,
+                "failures": self.failures, "completion": self.completion}
+
+
+def now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def set_condition(conditions: list[dict[str, Any]], new: Mapping[str, Any], at: str) -> list[dict[str, Any]]:
+    """Merge a condition by type; lastTransitionTime moves only when `status` changes."""
+    out: list[dict[str, Any]] = []
+    placed = False
+    for cond in conditions:
+        if cond.get("type") != new["type"]:
+            out.append(cond)
+            continue
+        merged = dict(new)
+        same_status = cond.get("status") == new.get("status")
+        merged["lastTransitionTime"] = cond.get("lastTransitionTime", at) if same_status else at
+        out.append(merged)
+        placed = True
+    if not placed:
+        out.append({**new, "lastTransitionTime": at})
+    return out
+
+
+def remove_condition(conditions: list[dict[str, Any]], ctype: str) -> list[dict[str, Any]]:
+    return [c for c in conditions if c.get("type") != ctype]
+
+
+def running_status(current: Mapping[str, Any] | None, at: str | None = None) -> dict[str, Any]:
+    """The status to write as a run starts."""
+    at = at or now()
+    status = copy.deepcopy(dict(current or {}))
+    conditions = list(status.get("conditions") or [])
+    conditions = set_condition(conditions, {
+        "type": RUNNING, "status": "True", "reason": REASON_RUNNING, "message": MESSAGE_RUNNING,
+    }, at)
+    status["conditions"] = conditions
+    return status
+
+
+def finished_status(
+    current: Mapping[str, Any] | None,
+    *,
+    generation: int | None,
+    result: AnsibleResult | None,
+    failure_message: str | None,
+    at: str | None = None,
+) -> dict[str, Any]:
+    """The status to write when a run ends.
+
+    `failure_message` is None for a successful run. `result` is None when Ansible
+    never produced stats (it could not start), which the SDK reports as reason Unknown.
+    """
+    at = at or now()
+    status = copy.deepcopy(dict(current or {}))
+    conditions = list(status.get("conditions") or [])
+    counts = result.as_dict() if result else None
+    if failure_message is None:
+        conditions = set_condition(conditions, {
+            "type": RUNNING, "status": "True", "reason": REASON_SUCCESSFUL, "message": MESSAGE_AWAITING,
+        }, at)
+        successful: dict[str, Any] = {
+            "type": SUCCESSFUL, "status": "True", "reason": REASON_SUCCESSFUL, "message": MESSAGE_SUCCESSFUL,
+        }
+        conditions = set_condition(conditions, successful, at)
+        conditions = remove_condition(conditions, FAILURE)
+    else:
+        conditions = set_condition(conditions, {
+            "type": RUNNING, "status": "False", "reason": REASON_FAILED, "message": failure_message,
+        }, at)
+        failure: dict[str, Any] = {
+            "type": FAILURE, "status": "True",
+            "reason": REASON_FAILED if result else REASON_UNKNOWN, "message": failure_message,
+        }
+        if counts:
+            failure["ansibleResult"] = counts
+        conditions = set_condition(conditions, failure, at)
+        conditions = remove_condition(conditions, SUCCESSFUL)
+    status["conditions"] = conditions
+    if generation is not None:
+        status["observedGeneration"] = generation
+    return status
+
+
+def same_ignoring_times(a: Mapping[str, Any] | None, b: Mapping[str, Any] | None) -> bool:
+    """True when two statuses differ at most in condition timestamps and ansibleResult.completion.
+
+    Used to skip writes that would change nothing a reader cares about, so a
+    converged object costs no write.
+    """
+    return bool(_normalise(a or {}) == _normalise(b or {}))
+
+
+def _normalise(status: Mapping[str, Any]) -> Any:
+    out = copy.deepcopy(dict(status))
+    conds = []
+    for cond in out.get("conditions") or []:
+        cond = dict(cond)
+        cond.pop("lastTransitionTime", None)
+        result = cond.get("ansibleResult")
+        if isinstance(result, dict):
+            cond["ansibleResult"] = {k: v for k, v in result.items() if k != "completion"}
+        conds.append(cond)
+    out["conditions"] = sorted(conds, key=lambda c: str(c.get("type")))
+    return out

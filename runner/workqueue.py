@@ -1,0 +1,176 @@
+"""A per-watch work queue with the semantics of controller-runtime's:
+
+- one key (namespace/name) is never reconciled twice at once;
+- events for a key while it runs coalesce into one follow-up run on the latest state;
+- at most `concurrency` keys run at a time;
+- a failed key comes back after an exponential backoff with a cap;
+- a key can be requeued after a delay (reconcilePeriod);
+- forgetting a key (the object is gone) drops its pending work.
+
+It is pure asyncio and knows nothing of Kubernetes or Ansible.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+log = logging.getLogger("playbook_operator.queue")
+
+Handler = Callable[[str, Any], Awaitable["Result"]]
+
+
+@dataclass(frozen=True)
+class Result:
+    ok: bool
+    requeue_after: float | None = None
+
+
+@dataclass
+class _KeyState:
+    latest: Any = None
+    queued: bool = False
+    running: bool = False
+    dirty: bool = False
+    failures: int = 0
+    timer: asyncio.TimerHandle | None = None
+    forgotten: bool = False
+
+
+@dataclass
+class Backoff:
+    base: float = 0.5
+    cap: float = 300.0
+
+    def delay(self, failures: int) -> float:
+        return float(min(self.cap, self.base * (2 ** max(failures - 1, 0))))
+
+
+@dataclass
+class WorkQueue:
+    name: str
+    handler: Handler
+    concurrency: int = 1
+    backoff: Backoff = field(default_factory=Backoff)
+
+    def __post_init__(self) -> None:
+        self._keys: dict[str, _KeyState] = {}
+        self._ready: asyncio.Queue[str] = asyncio.Queue()
+        self._workers: list[asyncio.Task[None]] = []
+        self.runs = 0
+
+    # -- producers
+
+    def add(self, key: str, latest: Any) -> None:
+        """An event for `key`; `latest` replaces whatever state was pending."""
+        st = self._keys.setdefault(key, _KeyState())
+        st.latest = latest
+        st.forgotten = False
+        if st.running:
+            st.dirty = True
+            return
+        if st.timer is not None:
+            # An event beats a pending requeue or backoff timer: run now on the new state.
+            st.timer.cancel()
+            st.timer = None
+        if not st.queued:
+            st.queued = True
+            self._ready.put_nowait(key)
+
+    def refresh(self, key: str, latest: Any) -> None:
+        """Newer state for a known key that needs no run of its own (a status write):
+        a later run must start from it, not from the state that was queued."""
+        st = self._keys.get(key)
+        if st is not None and not st.forgotten:
+            st.latest = latest
+
+    def add_after(self, key: str, delay: float) -> None:
+        st = self._keys.get(key)
+        if st is None or st.forgotten:
+            return
+        if st.timer is not None:
+            st.timer.cancel()
+        loop = asyncio.get_running_loop()
+        st.timer = loop.call_later(delay, self._timer_fired, key)
+
+    def forget(self, key: str) -> None:
+        """The object is gone: drop pending work and timers (a running reconcile finishes)."""
+        st = self._keys.get(key)
+        if st is None:
+            return
+        if st.timer is not None:
+            st.timer.cancel()
+        st.forgotten = True
+        st.dirty = False
+        if not st.running and not st.queued:
+            del self._keys[key]
+
+    def depth(self) -> int:
+        return self._ready.qsize()
+
+    def in_flight(self) -> int:
+        return sum(1 for st in self._keys.values() if st.running)
+
+    # -- lifecycle
+
+    def start(self) -> None:
+        for i in range(self.concurrency):
+            self._workers.append(asyncio.create_task(self._worker(), name=f"{self.name}-worker-{i}"))
+
+    async def stop(self) -> None:
+        for w in self._workers:
+            w.cancel()
+        await asyncio.gather(*self._workers, return_exceptions=True)
+        self._workers.clear()
+
+    # -- internals
+
+    def _timer_fired(self, key: str) -> None:
+        st = self._keys.get(key)
+        if st is None or st.forgotten:
+            return
+        st.timer = None
+        if st.running:
+            st.dirty = True
+        elif not st.queued:
+            st.queued = True
+            self._ready.put_nowait(key)
+
+    async def _worker(self) -> None:
+        while True:
+            key = await self._ready.get()
+            st = self._keys.get(key)
+            if st is None or st.forgotten:
+                if st is not None:
+                    del self._keys[key]
+                continue
+            st.queued = False
+            st.running = True
+            st.dirty = False
+            self.runs += 1
+            try:
+                result = await self.handler(key, st.latest)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("reconcile of %s crashed", key)
+                result = Result(ok=False)
+            st.running = False
+            if st.forgotten:
+                self._keys.pop(key, None)
+                continue
+            if result.ok:
+                st.failures = 0
+            else:
+                st.failures += 1
+            if st.dirty:
+                st.dirty = False
+                st.queued = True
+                self._ready.put_nowait(key)
+            elif not result.ok:
+                self.add_after(key, self.backoff.delay(st.failures))
+            elif result.requeue_after:
+                self.add_after(key, result.requeue_after)

@@ -1,0 +1,125 @@
+"""Helpers for e2e tests: kubectl against the cluster under test, polling with a
+deadline (never sleeping to synchronise), and the operator as a child process."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+ROOT = Path(__file__).resolve().parent.parent
+T = TypeVar("T")
+
+
+def kube_bin() -> Path:
+    versions = dict(line.split("=", 1) for line in (ROOT / "hack" / "versions.env").read_text().splitlines()
+                    if "=" in line and not line.startswith("#"))
+    cache = Path(os.environ.get("PLAYBOOK_OPERATOR_CACHE", Path.home() / ".cache" / "playbook-operator"))
+    return cache / "bin" / versions["KUBE_VERSION"]
+
+
+def wait_for(check: Callable[[], T], *, timeout: float = 60, what: str = "condition",
+             interval: float = 0.2) -> T:
+    """Poll `check` until it returns something truthy; fail with `what` at the deadline."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while True:
+        try:
+            last = check()
+            if last:
+                return last
+        except AssertionError as err:
+            last = err
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}; last value: {last!r}")
+        time.sleep(interval)
+
+
+@dataclass
+class Cluster:
+    kubeconfig: Path
+    local_name: str | None
+
+    @property
+    def env(self) -> dict[str, str]:
+        kubectl_dir = kube_bin()
+        path = f"{kubectl_dir}:{os.environ.get('PATH', '')}" if (kubectl_dir / "kubectl").exists() \
+            else os.environ.get("PATH", "")
+        return {**os.environ, "KUBECONFIG": str(self.kubeconfig), "PATH": path}
+
+    @property
+    def audit_log(self) -> Path | None:
+        if self.local_name is None:
+            return None
+        return self.kubeconfig.parent / "audit.log"
+
+    def kubectl(self, *args: str, check: bool = True, input: str | None = None) -> subprocess.CompletedProcess[str]:
+        proc = subprocess.run(["kubectl", *args], capture_output=True, text=True, env=self.env, input=input,
+                              timeout=120)
+        if check and proc.returncode != 0:
+            raise AssertionError(f"kubectl {' '.join(args)} failed ({proc.returncode}): {proc.stderr.strip()}")
+        return proc
+
+    def get(self, kind: str, name: str, namespace: str) -> dict[str, Any] | None:
+        proc = self.kubectl("get", kind, name, "-n", namespace, "-o", "json", check=False)
+        if proc.returncode != 0:
+            if "NotFound" in proc.stderr:
+                return None
+            raise AssertionError(proc.stderr)
+        return dict(json.loads(proc.stdout))
+
+    def list(self, kind: str, namespace: str, selector: str | None = None) -> list[dict[str, Any]]:
+        args = ["get", kind, "-n", namespace, "-o", "json"]
+        if selector:
+            args += ["-l", selector]
+        return list(json.loads(self.kubectl(*args).stdout)["items"])
+
+    def apply(self, manifest: str, namespace: str) -> None:
+        self.kubectl("apply", "-n", namespace, "-f", "-", input=manifest)
+
+
+class OperatorProcess:
+    """`playbook-operator run` as a child process, its log in the test's tmp dir."""
+
+    def __init__(self, cluster: Cluster, *, workdir: Path, watches: Path, args: list[str] | None = None,
+                 env: dict[str, str] | None = None) -> None:
+        self.cluster = cluster
+        self.workdir = workdir
+        self.watches = watches
+        self.args = args or []
+        self.extra_env = env or {}
+        self.log_path = workdir / "operator.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        exe = Path(sys.executable).parent / "playbook-operator"
+        self._log = self.log_path.open("ab")
+        self.proc = subprocess.Popen(
+            [str(exe), "run", "--watches-file", str(self.watches),
+             "--ansible-artifacts-dir", str(self.workdir / "artifacts"), *self.args],
+            cwd=ROOT, env={**self.cluster.env, **self.extra_env}, stdout=self._log, stderr=subprocess.STDOUT,
+        )
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def assert_alive(self) -> None:
+        assert self.proc is not None and self.proc.poll() is None, f"operator exited:\n{self.log()[-4000:]}"
+
+    def stop(self) -> None:
+        if self.proc is None:
+            return
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self._log.close()
+        self.proc = None
