@@ -71,7 +71,6 @@ unit: venv ## Unit tests only (no cluster)
 .PHONY: lint
 lint: venv ## ruff, mypy, yamllint, ansible-lint
 	$(VENV)/bin/ruff check runner tests hack collections
-	$(VENV)/bin/ruff format --check runner tests hack collections
 	$(VENV)/bin/mypy
 	$(VENV)/bin/yamllint -s .
 	PATH=$(abspath $(VENV))/bin:$$PATH $(VENV)/bin/ansible-lint --offline roles playbooks
