@@ -1,0 +1,179 @@
+"""Owner references without asking, as the Operator SDK's proxy adds them on create.
+
+Installed into the warm module interpreter (`runner.forkserver`), it wraps the
+kubernetes client's dynamic `request` (what every kubernetes.core module calls).
+When a run is for a custom resource (``PLAYBOOK_OPERATOR_OWNER`` in the module's
+environment), an object created in the owner's namespace gets an owner reference
+to it; one created elsewhere (another namespace, or cluster-scoped) gets the SDK's
+``operator-sdk/primary-resource`` annotations instead. Objects whose body already
+names the owner are left as they are. Each created kind is appended to
+``PLAYBOOK_OPERATOR_DEPENDENTS`` so the operator can watch it.
+"""
+
+from __future__ import annotations
+
+import importlib.abc
+import importlib.util
+import json
+import os
+import re
+import sys
+from collections.abc import Mapping
+from typing import Any
+
+OWNER_ENV = "PLAYBOOK_OPERATOR_OWNER"
+DEPENDENTS_ENV = "PLAYBOOK_OPERATOR_DEPENDENTS"
+PRIMARY_RESOURCE = "operator-sdk/primary-resource"
+PRIMARY_RESOURCE_TYPE = "operator-sdk/primary-resource-type"
+APPLY_PATCH = "application/apply-patch+yaml"
+
+_NAMESPACE_IN_PATH = re.compile(r"/namespaces/([^/]+)/")
+
+
+def owner_from_env(env: Mapping[str, str]) -> dict[str, str] | None:
+    raw = env.get(OWNER_ENV)
+    if not raw:
+        return None
+    try:
+        owner = json.loads(raw)
+    except ValueError:
+        return None
+    if not all(owner.get(k) for k in ("apiVersion", "kind", "name", "uid")):
+        return None
+    return {k: str(v) for k, v in owner.items()}
+
+
+def target_namespace(path: str, body: Mapping[str, Any]) -> str | None:
+    meta = body.get("metadata") or {}
+    if meta.get("namespace"):
+        return str(meta["namespace"])
+    match = _NAMESPACE_IN_PATH.search(path)
+    return match.group(1) if match else None
+
+
+def inject(body: dict[str, Any], path: str, owner: Mapping[str, str]) -> dict[str, Any]:
+    """The body with the owner recorded on it (a new dict; the caller's is not changed)."""
+    meta = dict(body.get("metadata") or {})
+    namespace = target_namespace(path, body)
+    refs = list(meta.get("ownerReferences") or [])
+    if any(r.get("uid") == owner["uid"] for r in refs):
+        return body
+    if namespace and namespace == owner.get("namespace"):
+        has_controller = any(r.get("controller") for r in refs)
+        refs.append({
+            "apiVersion": owner["apiVersion"], "kind": owner["kind"], "name": owner["name"],
+            "uid": owner["uid"], "controller": not has_controller, "blockOwnerDeletion": True,
+        })
+        meta["ownerReferences"] = refs
+    else:
+        group = owner["apiVersion"].rpartition("/")[0]
+        annotations = dict(meta.get("annotations") or {})
+        annotations.setdefault(PRIMARY_RESOURCE, f"{owner.get('namespace', '')}/{owner['name']}")
+        annotations.setdefault(PRIMARY_RESOURCE_TYPE, f"{owner['kind']}.{group}")
+        meta["annotations"] = annotations
+    return {**body, "metadata": meta}
+
+
+def _is_create(method: str, params: Mapping[str, Any]) -> bool:
+    method = method.upper()
+    if method == "POST":
+        return True
+    # Server-side apply creates what does not exist yet, so it carries the reference too.
+    return method == "PATCH" and params.get("content_type") == APPLY_PATCH
+
+
+def _record_dependent(body: Mapping[str, Any], path: str) -> None:
+    out = os.environ.get(DEPENDENTS_ENV)
+    if not out or not body.get("kind") or not body.get("apiVersion"):
+        return
+    namespaced = target_namespace(path, body) is not None
+    try:
+        with open(out, "a") as f:
+            f.write(json.dumps({"apiVersion": body["apiVersion"], "kind": body["kind"],
+                                "namespaced": namespaced}) + "\n")
+    except OSError:
+        pass
+
+
+class _PatchOnImport(importlib.abc.MetaPathFinder):
+    """Patches the kubernetes client right after a module imports it, so an interpreter that
+    never talks to Kubernetes never pays for importing the client."""
+
+    def find_spec(self, fullname: str, path: Any, target: Any = None) -> Any:
+        if fullname != _DYNAMIC_CLIENT:
+            return None
+        sys.meta_path.remove(self)
+        try:
+            spec = importlib.util.find_spec(fullname)
+        finally:
+            sys.meta_path.insert(0, self)
+        if spec is None or spec.loader is None:
+            return spec
+        loader = spec.loader
+        original_exec = loader.exec_module
+
+        def exec_module(module: Any) -> None:
+            original_exec(module)
+            _wrap(module.DynamicClient)
+
+        loader.exec_module = exec_module  # type: ignore[method-assign]
+        return spec
+
+
+_DYNAMIC_CLIENT = "kubernetes.dynamic.client"
+
+
+def install_lazily() -> None:
+    """Patch now if the client is loaded, else as soon as something imports it."""
+    if _DYNAMIC_CLIENT in sys.modules:
+        _wrap(sys.modules[_DYNAMIC_CLIENT].DynamicClient)
+    elif not any(isinstance(f, _PatchOnImport) for f in sys.meta_path):
+        sys.meta_path.insert(0, _PatchOnImport())
+
+
+def _record_if_owned(result: Any, path: str, owner: Mapping[str, str]) -> None:
+    try:
+        kind, api_version = result.kind, result.apiVersion
+        refs = result.metadata.ownerReferences or []
+    except AttributeError:
+        return
+    if kind and not str(kind).endswith("List") and any(r.uid == owner["uid"] for r in refs):
+        _record_dependent({"kind": kind, "apiVersion": api_version, "metadata": {}}, path)
+
+
+def install() -> None:
+    """Wrap DynamicClient.request once; a no-op for runs without an owner."""
+    try:
+        from kubernetes.dynamic import client as dynamic_client
+    except ImportError:
+        return
+    _wrap(dynamic_client.DynamicClient)
+
+
+def _wrap(cls: Any) -> None:
+    if getattr(cls.request, "_playbook_operator_owner_refs", False):
+        return
+    original = cls.request
+
+    def request(self: Any, method: str, path: str, body: Any = None, **params: Any) -> Any:
+        owner = owner_from_env(os.environ)
+        if owner is not None and _is_create(method, params):
+            decoded = body
+            if isinstance(body, (str, bytes)):
+                try:
+                    decoded = json.loads(body)
+                except ValueError:
+                    decoded = None
+            if isinstance(decoded, dict) and "/subresources/" not in path and not path.endswith("/status"):
+                decoded = inject(decoded, path, owner)
+                _record_dependent(decoded, path)
+                body = decoded if isinstance(body, dict) else json.dumps(decoded)
+        result = original(self, method, path, body, **params)
+        if owner is not None and method.upper() == "GET":
+            # An object the owner already owns (created by an earlier run, perhaps before a
+            # restart) is a dependent as much as a new one.
+            _record_if_owned(result, path, owner)
+        return result
+
+    request._playbook_operator_owner_refs = True  # type: ignore[attr-defined]
+    cls.request = request
