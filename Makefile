@@ -61,7 +61,7 @@ demo-down: ## Stop the demo operator and the local cluster
 	$(CLUSTER) down
 
 .PHONY: test
-test: venv build ## Unit and e2e tests (starts and stops a local cluster unless KUBECONFIG is set)
+test: venv build lint ## Lint, then unit and e2e tests (starts and stops a local cluster unless KUBECONFIG is set)
 	bash hack/test.sh
 
 .PHONY: unit

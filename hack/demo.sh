@@ -29,7 +29,9 @@ case "${1:-up}" in
     kubectl apply -k deploy/crd
     kubectl wait --for condition=Established --timeout=60s crd --all
     stop_operator
-    .venv/bin/playbook-operator run --watches-file watches.yaml >"$state/operator.log" 2>&1 &
+    .venv/bin/playbook-operator run --watches-file watches.yaml \
+      --metrics-bind-address 127.0.0.1:8080 --health-probe-bind-address 127.0.0.1:6789 \
+      >"$state/operator.log" 2>&1 &
     echo $! >"$state/operator.pid"
     echo "operator running (pid $(cat $state/operator.pid)), log: $state/operator.log"
     kubectl apply -f deploy/samples/

@@ -13,11 +13,13 @@ import os
 import shlex
 import sys
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import yaml
+
+from runner.artifacts import Scrubber
 
 # Extra directories Ansible must search, relative to the project root: the in-tree
 # collections (operator_sdk.util and the project's own plugins).
@@ -49,6 +51,10 @@ class RunRequest:
     diff: bool = False
     extra_args: str = ""
     env: Mapping[str, str] = field(default_factory=dict)
+    # Stand-ins from `runner.warm` for ansible-playbook and the modules' interpreter;
+    # None runs the real ones.
+    playbook_binary: Path | None = None
+    interpreter: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -69,6 +75,8 @@ class RunResult:
     failed_tasks: list[FailedTask] = field(default_factory=list)
     artifact_dir: str = ""
     task_results: list[dict[str, Any]] = field(default_factory=list)
+    # Asked for by operator_sdk.util.requeue_after (the last one wins).
+    requeue_after: float | None = None
 
     @property
     def successful(self) -> bool:
@@ -78,9 +86,9 @@ class RunResult:
 TaskCallback = Callable[[dict[str, Any]], None]
 
 
-def _inventory() -> str:
+def _inventory(interpreter: Path | None) -> str:
     # Modules run with this interpreter: discovery would pick a Python without our packages.
-    return f"localhost ansible_connection=local ansible_python_interpreter={sys.executable}\n"
+    return f"localhost ansible_connection=local ansible_python_interpreter={interpreter or sys.executable}\n"
 
 
 def _playbook_for(target: Target, workdir: Path) -> Path:
@@ -117,8 +125,13 @@ def run(request: RunRequest, on_task: TaskCallback | None = None) -> RunResult:
     playbook = _playbook_for(request.target, request.private_data_dir)
     failed: list[FailedTask] = []
     task_results: list[dict[str, Any]] = []
+    requeue: list[float | None] = [None]
+    # Secret values a role registered or printed without no_log (see runner.artifacts).
+    scrubber = Scrubber()
 
     def handle(event: dict[str, Any]) -> bool:
+        # In place, before ansible-runner writes the event to job_events/ and before on_task sees it.
+        scrubber.scrub(event)
         data = event.get("event_data") or {}
         kind = event.get("event", "")
         if kind in ("runner_on_ok", "runner_on_failed", "runner_on_skipped", "runner_on_unreachable"):
@@ -138,6 +151,8 @@ def run(request: RunRequest, on_task: TaskCallback | None = None) -> RunResult:
                 "duration": data.get("duration"),
             }
             task_results.append(entry)
+            if outcome == "ok" and isinstance(res.get("requeue_after"), (int, float)):
+                requeue[0] = float(res["requeue_after"])
             if outcome in ("failed", "unreachable"):
                 failed.append(FailedTask(task=entry["task"], role=entry["role"],
                                          message=_failure_message(res)))
@@ -157,10 +172,12 @@ def run(request: RunRequest, on_task: TaskCallback | None = None) -> RunResult:
         "ANSIBLE_COLLECTIONS_PATH": _collections_path(request.env),
         "ANSIBLE_INVENTORY_UNPARSED_WARNING": "False",
         "ANSIBLE_LOCALHOST_WARNING": "False",
+        # Modules get their code on stdin: no temporary files and no extra commands per task.
+        "ANSIBLE_PIPELINING": "True",
         **request.env,
     }
     (request.private_data_dir / "inventory").mkdir(exist_ok=True)
-    (request.private_data_dir / "inventory" / "hosts").write_text(_inventory())
+    (request.private_data_dir / "inventory" / "hosts").write_text(_inventory(request.interpreter))
 
     # Extra vars go through a private file, never the command line (which ansible-runner keeps in
     # its `command` artifact and `ps` shows): they may carry Secret data. Removed after the run.
@@ -172,7 +189,7 @@ def run(request: RunRequest, on_task: TaskCallback | None = None) -> RunResult:
         json.dump(dict(request.extravars), f, default=str)
     # The ansible-playbook installed beside this interpreter, whatever PATH says. Given as a
     # binary, ansible-runner leaves the playbook to the command line.
-    playbook_bin = Path(sys.executable).parent / "ansible-playbook"
+    playbook_bin = request.playbook_binary or Path(sys.executable).parent / "ansible-playbook"
     cmdline.append(shlex.quote(str(playbook)))
     try:
         r = ansible_runner.run(
@@ -181,13 +198,17 @@ def run(request: RunRequest, on_task: TaskCallback | None = None) -> RunResult:
             envvars=envvars,
             cmdline=" ".join(cmdline),
             verbosity=request.verbosity or None,
-            rotate_artifacts=max(request.max_artifacts, 1),
+            rotate_artifacts=request.max_artifacts,
             quiet=True,
             event_handler=handle,
             suppress_env_files=True,
         )
     finally:
         extravars_file.unlink(missing_ok=True)
+    # stdout, stderr and events that came before the Secret was read; failures built from those.
+    scrubber.scrub_run(Path(r.config.artifact_dir))
+    failed = [replace(f, message=scrubber.mask_text(f.message)[0]) for f in failed]
+    scrubber.scrub(task_results)
     stats = r.stats or {}
     result = RunResult(
         status=r.status,
@@ -199,6 +220,7 @@ def run(request: RunRequest, on_task: TaskCallback | None = None) -> RunResult:
         failed_tasks=failed,
         artifact_dir=str(r.config.artifact_dir),
         task_results=task_results,
+        requeue_after=requeue[0],
     )
     return result
 

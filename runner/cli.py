@@ -11,6 +11,7 @@ import contextlib
 import json
 import logging
 import os
+import signal
 import sys
 import tempfile
 from pathlib import Path
@@ -19,7 +20,7 @@ from typing import Any
 import yaml
 
 from runner import __version__
-from runner.watches import Watch, WatchDefaults, WatchesError, load_watches
+from runner.watches import Watch, WatchDefaults, WatchesError, load_watches, parse_duration
 
 EXIT_CONFIG = 2
 
@@ -39,8 +40,31 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--ansible-args", default="", help="extra arguments for every ansible-playbook run")
     run.add_argument("--ansible-artifacts-dir", default=None,
                      help="where ansible-runner artifacts go (default: $TMPDIR/playbook-operator/runner)")
+    run.add_argument("--inject-owner-ref", type=_boolean, default=True,
+                     help="add an owner reference to what roles create (default true)")
+    run.add_argument("--warm-ansible", type=_boolean, default=True,
+                     help="run Ansible and its modules in warm fork servers (default true); false runs "
+                          "a cold ansible-playbook and a fresh interpreter per task, as the SDK does")
     run.add_argument("--log-format", choices=["text", "json"], default="text")
     run.add_argument("--log-level", default="INFO")
+    # Operations: metrics, probes and leader election, with the SDK's flag names and defaults.
+    run.add_argument("--metrics-bind-address", default=":8080",
+                     help="where /metrics is served: HOST:PORT, :PORT for every interface, 0 to disable")
+    run.add_argument("--health-probe-bind-address", default=":6789",
+                     help="where /healthz and /readyz are served: HOST:PORT, :PORT, or 0 to disable")
+    run.add_argument("--leader-elect", action="store_true",
+                     help="run as one replica of several: only the holder of a Lease watches and reconciles")
+    run.add_argument("--leader-election-id", default=None,
+                     help="name of the Lease (default: $OPERATOR_NAME, else <hash of the watched kinds>"
+                          "-playbook-operator)")
+    run.add_argument("--leader-election-namespace", default=None,
+                     help="namespace of the Lease (default: the pod's own; required outside a cluster)")
+    run.add_argument("--leader-elect-lease-duration", type=parse_duration, default=15.0, metavar="DURATION",
+                     help="how long a standby waits before taking an unrenewed lease (Go duration, default 15s)")
+    run.add_argument("--leader-elect-renew-deadline", type=parse_duration, default=10.0, metavar="DURATION",
+                     help="how long the leader keeps trying to renew before it stops (default 10s)")
+    run.add_argument("--leader-elect-retry-period", type=parse_duration, default=2.0, metavar="DURATION",
+                     help="how often the lease is renewed or tried (default 2s)")
 
     rec = sub.add_parser("reconcile", help="run one reconcile of a custom resource from a file")
     rec.add_argument("-f", "--filename", required=True, help="the custom resource (YAML or JSON)")
@@ -51,6 +75,15 @@ def _parser() -> argparse.ArgumentParser:
 
     sub.add_parser("version", help="print the version")
     return parser
+
+
+def _boolean(text: str) -> bool:
+    lowered = text.lower()
+    if lowered in ("true", "1", "yes"):
+        return True
+    if lowered in ("false", "0", "no"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
 
 
 def _load(path: str, args: argparse.Namespace) -> list[Watch]:
@@ -104,21 +137,86 @@ class _JsonFormatter(logging.Formatter):
 
 
 def _run(args: argparse.Namespace, watches: list[Watch]) -> int:
-    from runner import kube
+    from runner import kube, leader, probes
+    from runner.metrics import Metrics
     from runner.operator import run_operator
-    from runner.reconcile import Reconciler, Settings
+
+    try:
+        metrics_address = probes.parse_bind_address(args.metrics_bind_address)
+        health_address = probes.parse_bind_address(args.health_probe_bind_address)
+        timings = leader.Timings(args.leader_elect_lease_duration, args.leader_elect_renew_deadline,
+                                 args.leader_elect_retry_period)
+    except ValueError as err:
+        print(f"playbook-operator: {err}", file=sys.stderr)
+        return EXIT_CONFIG
+    lease_namespace = args.leader_election_namespace or leader.default_namespace()
+    if args.leader_elect and not lease_namespace:
+        print("playbook-operator: --leader-election-namespace is required with --leader-elect outside a cluster",
+              file=sys.stderr)
+        return EXIT_CONFIG
 
     _setup_logging(args.log_format, args.log_level)
+    log = logging.getLogger("playbook_operator")
     kube.load_config()
     artifacts = Path(args.ansible_artifacts_dir or Path(tempfile.gettempdir()) / "playbook-operator" / "runner")
-    reconciler = Reconciler(kube.Kube(), Settings(artifacts_root=artifacts, ansible_args=args.ansible_args))
+    reconciler = _make_reconciler(args, kube.Kube(), artifacts)
     namespaces = [n.strip() for n in os.environ.get("WATCH_NAMESPACE", "").split(",") if n.strip()]
-    logging.getLogger("playbook_operator").info(
-        "starting playbook-operator %s: %d watches, namespaces=%s", __version__, len(watches),
-        ",".join(namespaces) or "<all>")
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(run_operator(watches, reconciler, namespaces=namespaces))
-    return 0
+    metrics = Metrics()
+    elector = None
+    if args.leader_elect:
+        assert lease_namespace is not None
+        name = leader.lease_id(args.leader_election_id, [(w.group, w.version, w.kind) for w in watches])
+        elector = leader.LeaderElector(leader.KubeLeaseApi(timeout=timings.renew_deadline), name=name,
+                                       namespace=lease_namespace, timings=timings, metrics=metrics)
+    log.info("starting playbook-operator %s: %d watches, namespaces=%s, leader election=%s", __version__,
+             len(watches), ",".join(namespaces) or "<all>", elector.where if elector else "off")
+
+    async def serve() -> int:
+        stop = asyncio.Event()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            asyncio.get_running_loop().add_signal_handler(sig, stop.set)
+        watching = asyncio.Event()
+
+        def ready() -> tuple[bool, str]:
+            if elector is not None and not elector.leading:
+                return elector.ready()
+            return (True, "ok") if watching.is_set() else (False, "starting")
+
+        server = probes.ProbeServer(metrics=metrics, metrics_address=metrics_address,
+                                    health_address=health_address, ready=ready)
+        try:
+            await server.start()
+        except OSError as err:
+            log.error("cannot serve metrics and probes: %s", err)
+            return 1
+        try:
+            await run_operator(watches, reconciler, namespaces=namespaces, stop=stop, metrics=metrics,
+                               elector=elector, ready=watching)
+        except leader.LeadershipLost:
+            leader.exit_now(1)  # as controller-runtime does: never run on without the lease
+        finally:
+            await server.stop()
+        return 0
+
+    try:
+        with contextlib.suppress(KeyboardInterrupt):
+            return asyncio.run(serve())
+        return 0
+    finally:
+        if reconciler.settings.warm is not None:
+            reconciler.settings.warm.close()
+
+
+def _make_reconciler(args: argparse.Namespace, client: Any, artifacts: Path) -> Any:
+    """The reconciler with its Ansible settings; warm fork servers are started here."""
+    from runner.reconcile import Reconciler, Settings
+    from runner.warm import WarmAnsible
+
+    warm = WarmAnsible() if args.warm_ansible else None
+    if warm is not None:
+        warm.prestart()
+    return Reconciler(client, Settings(artifacts_root=artifacts, ansible_args=args.ansible_args,
+                                       inject_owner_ref=args.inject_owner_ref, warm=warm))
 
 
 def _reconcile_once(args: argparse.Namespace, watches: list[Watch]) -> int:

@@ -15,6 +15,8 @@ from kubernetes.client.exceptions import ApiException
 
 from runner.status import now
 
+JSON_PATCH = "application/json-patch+json"
+
 
 @dataclass(frozen=True)
 class ResourceRef:
@@ -113,9 +115,11 @@ class Kube:
         ]
         if ref.namespaced:
             out = self.custom.patch_namespaced_custom_object(
-                ref.group, ref.version, meta["namespace"], ref.plural, meta["name"], patch)
+                ref.group, ref.version, meta["namespace"], ref.plural, meta["name"], patch,
+                _content_type=JSON_PATCH)
         else:
-            out = self.custom.patch_cluster_custom_object(ref.group, ref.version, ref.plural, meta["name"], patch)
+            out = self.custom.patch_cluster_custom_object(ref.group, ref.version, ref.plural, meta["name"], patch,
+                                                          _content_type=JSON_PATCH)
         return _as_dict(out)
 
     def event(self, obj: Mapping[str, Any], *, type_: str, reason: str, message: str) -> None:

@@ -10,14 +10,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import kopf
 
+from runner.dependents import DependentKind, DependentWatches, OwnerKey
 from runner.kube import ResourceRef
-from runner.reconcile import Reconciler
+from runner.leader import LeaderElector
+from runner.metrics import FAILED, SUCCEEDED, Metrics
+from runner.reconcile import Outcome, Reconciler
 from runner.watches import Watch
 from runner.workqueue import Result, WorkQueue
 
@@ -58,13 +61,29 @@ class Trigger:
 class WatchController:
     """Everything for one watches.yaml entry: trigger, queue, reconciler."""
 
-    def __init__(self, watch: Watch, reconciler: Reconciler) -> None:
+    def __init__(self, watch: Watch, reconciler: Reconciler, metrics: Metrics | None = None) -> None:
         self.watch = watch
         self.reconciler = reconciler
+        self.metrics = metrics
         self.trigger = Trigger(watch.watch_annotations_changes)
         self.queue = WorkQueue(name=f"{watch.kind}.{watch.group}", handler=self._handle,
                                concurrency=watch.max_concurrent_reconciles)
         self.ref: ResourceRef | None = None
+        self.dependents: DependentWatches | None = None
+
+    def reconcile_owner(self, key: str) -> None:
+        """A dependent changed: run again on the latest state we know (events coalesce)."""
+        latest = self.queue.latest(key)
+        if latest is not None:
+            self.queue.add(key, latest)
+
+    def _watch_dependents(self, kinds: frozenset[DependentKind]) -> None:
+        w = self.watch
+        if self.dependents is None or not w.watch_dependent_resources or not kinds:
+            return
+        blocked = {(b.api_version, b.kind) for b in w.blacklist}
+        self.dependents.ensure(k for k in kinds if (k.api_version, k.kind) not in blocked
+                               and (k.namespaced or w.watch_cluster_scoped_resources))
 
     async def on_event(self, event: Mapping[str, Any], resource: Any) -> None:
         obj = event.get("object") or {}
@@ -94,15 +113,30 @@ class WatchController:
                      self.watch.kind, meta.get("namespace", ""), meta["name"],
                      "ok" if outcome.ok else "failed", outcome.changed, outcome.duration,
                      f" message={outcome.message!r}" if outcome.message else "")
-        requeue = outcome.requeue_after or (self.watch.reconcile_period or None)
+            self._count(outcome)
+            self._watch_dependents(outcome.dependents)
+        requeue = outcome.requeue_after  # the requeue_after module, else the (annotated) reconcilePeriod
         return Result(ok=outcome.ok, requeue_after=requeue if outcome.ok else None)
 
+    def _count(self, outcome: Outcome) -> None:
+        if self.metrics is None:
+            return
+        w = self.watch
+        self.metrics.record_reconcile(group=w.group, version=w.version, kind=w.kind,
+                                      result=SUCCEEDED if outcome.ok else FAILED, duration=outcome.duration,
+                                      changed=outcome.changed)
+        self.metrics.record_tasks(group=w.group, version=w.version, kind=w.kind, tasks=outcome.task_results)
 
-def register(watches: list[Watch], reconciler: Reconciler,
-             registry: kopf.OperatorRegistry) -> list[WatchController]:
+
+def register(watches: list[Watch], reconciler: Reconciler, registry: kopf.OperatorRegistry,
+             metrics: Metrics | None = None) -> list[WatchController]:
     controllers = []
     for watch in watches:
-        controller = WatchController(watch, reconciler)
+        controller = WatchController(watch, reconciler, metrics)
+        if metrics is not None:
+            metrics.track_queue(group=watch.group, version=watch.version, kind=watch.kind,
+                                depth=controller.queue.depth, in_flight=controller.queue.in_flight,
+                                workers=watch.max_concurrent_reconciles)
 
         async def handler(event: Mapping[str, Any], resource: Any, controller: WatchController = controller,
                           **_: Any) -> None:
@@ -114,6 +148,17 @@ def register(watches: list[Watch], reconciler: Reconciler,
     return controllers
 
 
+def _owner_router(controllers: list[WatchController]) -> Callable[[OwnerKey], None]:
+    by_kind = {(c.watch.group, c.watch.kind): c for c in controllers}
+
+    def route(owner: OwnerKey) -> None:
+        controller = by_kind.get((owner.group, owner.kind))
+        if controller is not None:
+            controller.reconcile_owner(f"{owner.namespace}/{owner.name}")
+
+    return route
+
+
 def configure(settings: kopf.OperatorSettings) -> None:
     # Our own Events say what matters; kopf's per-handler Events would be noise and writes.
     settings.posting.enabled = False
@@ -121,22 +166,80 @@ def configure(settings: kopf.OperatorSettings) -> None:
     settings.networking.request_timeout = 60
 
 
+# How long a stopping leader waits for running reconciles before it gives the lease up
+# (the SDK's --graceful-shutdown-timeout default).
+GRACEFUL_SHUTDOWN = 30.0
+
+
 async def run_operator(watches: list[Watch], reconciler: Reconciler, *, namespaces: list[str],
-                       stop: asyncio.Event | None = None) -> None:
+                       stop: asyncio.Event | None = None, metrics: Metrics | None = None,
+                       elector: LeaderElector | None = None, ready: asyncio.Event | None = None,
+                       grace: float = GRACEFUL_SHUTDOWN) -> None:
+    """Watch and reconcile until `stop` is set or a signal arrives.
+
+    With an `elector`, nothing is watched before the lease is ours; LeadershipLost is raised
+    the moment it cannot be kept (the caller must then end the process without cleanup), and a
+    graceful stop lets running reconciles finish, then releases the lease. `ready` is set once
+    kopf is watching.
+    """
+    if elector is not None and not await elector.acquire(stop):
+        return  # stopped while standing by
     registry = kopf.OperatorRegistry()
     # The same credentials as the kubernetes client (KUBECONFIG or the in-cluster account).
     kopf.on.login(registry=registry)(kopf.login_via_client)
-    controllers = register(watches, reconciler, registry)
+    controllers = register(watches, reconciler, registry, metrics)
+    dependents = DependentWatches(asyncio.get_running_loop(), _owner_router(controllers))
     for c in controllers:
+        c.dependents = dependents
         c.queue.start()
     settings = kopf.OperatorSettings()
     configure(settings)
+    # Created before kopf starts, so that kopf's shutdown (which cancels the tasks it finds
+    # were started after it) leaves the renewals alone.
+    holding = asyncio.create_task(elector.hold(), name="leader-lease") if elector is not None else None
+    operator = asyncio.create_task(kopf.operator(
+        registry=registry, settings=settings, standalone=True,
+        clusterwide=not namespaces, namespaces=namespaces,
+        stop_flag=stop, ready_flag=ready,
+    ), name="kopf")
+    lost = False
     try:
-        await kopf.operator(
-            registry=registry, settings=settings, standalone=True,
-            clusterwide=not namespaces, namespaces=namespaces,
-            stop_flag=stop,
-        )
+        await asyncio.wait([t for t in (operator, holding) if t is not None], return_when=asyncio.FIRST_COMPLETED)
+        if holding is not None and holding.done():
+            lost = True
+            operator.cancel()
+            holding.result()  # raises LeadershipLost
+        await operator
     finally:
-        for c in controllers:
-            await c.queue.stop()
+        # Once the lease is lost nothing may wait (not even for reconciles): the caller ends the process.
+        if not lost:
+            await _wind_down(controllers, elector, holding, grace)
+
+
+async def _wind_down(controllers: list[WatchController], elector: LeaderElector | None,
+                     holding: asyncio.Task[None] | None, grace: float) -> None:
+    """A graceful stop: with a lease, keep renewing it while running reconciles finish, then
+    release it; a lease lost meanwhile still raises LeadershipLost."""
+    if holding is not None:
+        draining = asyncio.create_task(_drain(controllers, grace))
+        await asyncio.wait([draining, holding], return_when=asyncio.FIRST_COMPLETED)
+        if holding.done():
+            draining.cancel()
+            holding.result()
+        holding.cancel()
+        await asyncio.gather(holding, return_exceptions=True)
+    for c in controllers:
+        await c.queue.stop()
+    if elector is not None:
+        await elector.release()
+
+
+async def _drain(controllers: list[WatchController], grace: float) -> None:
+    """Wait up to `grace` seconds for the running reconciles to end, so the lease is released
+    only when nothing of ours still acts on the cluster."""
+    deadline = asyncio.get_running_loop().time() + grace
+    while any(c.queue.in_flight() for c in controllers):
+        if asyncio.get_running_loop().time() >= deadline:
+            log.warning("stopping with reconciles still running after %.0fs", grace)
+            return
+        await asyncio.sleep(0.1)

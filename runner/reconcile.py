@@ -7,6 +7,7 @@ nothing of how events arrive or are queued (that is `operator`).
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import time
@@ -16,8 +17,11 @@ from pathlib import Path
 from typing import Any
 
 from runner import ansible, status
-from runner.extravars import build_extra_vars
+from runner.dependents import DependentKind, read_reported
+from runner.extravars import build_extra_vars, object_overrides
 from runner.kube import Kube, ResourceRef
+from runner.ownerrefs import DEPENDENTS_ENV, OWNER_ENV
+from runner.warm import WarmAnsible
 from runner.watches import Watch
 
 log = logging.getLogger("playbook_operator.reconcile")
@@ -29,6 +33,25 @@ class Settings:
     ansible_args: str = ""
     check: bool = False
     diff: bool = False
+    # Owner references on what roles create (the SDK proxy's --inject-owner-ref).
+    inject_owner_ref: bool = True
+    # Shims from runner.warm, or None for cold ansible-playbook and a fresh interpreter per task.
+    warm: WarmAnsible | None = None
+
+
+def run_env(settings: Settings, obj: Mapping[str, Any], dependents_file: Path | None = None) -> dict[str, str]:
+    """Environment for one run: the cluster to talk to and, for owner references, the owner."""
+    env: dict[str, str] = {}
+    if dependents_file is not None:
+        env[DEPENDENTS_ENV] = str(dependents_file)
+    if os.environ.get("KUBECONFIG"):
+        env["K8S_AUTH_KUBECONFIG"] = os.environ["KUBECONFIG"]
+    meta = obj.get("metadata") or {}
+    if settings.inject_owner_ref and meta.get("uid"):
+        env[OWNER_ENV] = json.dumps({"apiVersion": obj.get("apiVersion"), "kind": obj.get("kind"),
+                                     "name": meta.get("name"), "namespace": meta.get("namespace") or "",
+                                     "uid": meta["uid"]})
+    return env
 
 
 @dataclass(frozen=True)
@@ -41,6 +64,9 @@ class Outcome:
     message: str = ""
     requeue_after: float | None = None
     skipped: bool = False
+    # Kinds the role created or read that the object owns (for dependent watches).
+    dependents: frozenset[DependentKind] = frozenset()
+    task_results: tuple[dict[str, Any], ...] = ()
 
 
 def artifact_dir(root: Path, watch: Watch, obj: Mapping[str, Any]) -> Path:
@@ -48,6 +74,9 @@ def artifact_dir(root: Path, watch: Watch, obj: Mapping[str, Any]) -> Path:
     namespace: str = meta.get("namespace") or "_cluster"
     name: str = meta["name"]
     return root / watch.group / watch.version / watch.kind / namespace / name
+
+
+DEPENDENTS_FILE = "dependents.jsonl"
 
 
 def target_of(watch: Watch) -> ansible.Target:
@@ -122,16 +151,24 @@ class Reconciler:
 
     async def _run(self, watch: Watch, obj: Mapping[str, Any], *, target: ansible.Target,
                    finalizer_run: bool) -> ansible.RunResult:
+        private_dir = artifact_dir(self.settings.artifacts_root, watch, obj)
+        overrides = object_overrides(watch, obj)
+        for warning in overrides.warnings:
+            log.warning("%s %s/%s: %s", watch.kind, obj["metadata"].get("namespace", ""), obj["metadata"]["name"],
+                        warning)
         request = ansible.RunRequest(
             target=target,
             extravars=build_extra_vars(watch, obj, finalizer=finalizer_run),
-            private_data_dir=artifact_dir(self.settings.artifacts_root, watch, obj),
-            max_artifacts=watch.max_runner_artifacts,
-            verbosity=watch.ansible_verbosity,
+            private_data_dir=private_dir,
+            # 0 keeps every artifact directory (the SDK's annotation); ansible-runner's 0 means the same.
+            max_artifacts=overrides.max_runner_artifacts,
+            verbosity=overrides.verbosity,
             check=self.settings.check,
             diff=self.settings.diff,
             extra_args=self.settings.ansible_args,
-            env={"K8S_AUTH_KUBECONFIG": os.environ["KUBECONFIG"]} if os.environ.get("KUBECONFIG") else {},
+            env=run_env(self.settings, obj, private_dir / DEPENDENTS_FILE),
+            playbook_binary=self.settings.warm.playbook_binary if self.settings.warm else None,
+            interpreter=self.settings.warm.python_interpreter if self.settings.warm else None,
         )
         return await asyncio.to_thread(ansible.run, request)
 
@@ -159,7 +196,8 @@ class Reconciler:
 
             def to_finished(fresh: dict[str, Any]) -> dict[str, Any] | None:
                 # `fresh` carries whatever status the role wrote itself (k8s_status): it survives.
-                if _is_deleting(fresh):
+                # While a finalizer holds the object, only a failure is worth writing.
+                if _is_deleting(fresh) and failure is None:
                     return None
                 new = status.finished_status(fresh.get("status"), generation=meta.get("generation"),
                                              result=counts, failure_message=failure)
@@ -170,5 +208,8 @@ class Reconciler:
         if failure is not None:
             await asyncio.to_thread(self.kube.event, obj, type_="Warning", reason="ReconcileFailed",
                                     message=_event_text(result))
+        reported = read_reported(artifact_dir(self.settings.artifacts_root, watch, obj) / DEPENDENTS_FILE)
+        period = object_overrides(watch, obj).reconcile_period
         return Outcome(ok=failure is None, changed=result.changed, duration=time.monotonic() - started,
-                       message=failure or "")
+                       message=failure or "", requeue_after=result.requeue_after or period or None,
+                       dependents=frozenset(reported), task_results=tuple(result.task_results))

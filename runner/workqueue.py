@@ -87,6 +87,11 @@ class WorkQueue:
         if st is not None and not st.forgotten:
             st.latest = latest
 
+    def latest(self, key: str) -> Any:
+        """The newest state seen for `key`, or None for a key this queue does not know."""
+        st = self._keys.get(key)
+        return None if st is None or st.forgotten else st.latest
+
     def add_after(self, key: str, delay: float) -> None:
         st = self._keys.get(key)
         if st is None or st.forgotten:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -84,8 +85,19 @@ class Cluster:
         self.kubectl("apply", "-n", namespace, "-f", "-", input=manifest)
 
 
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
 class OperatorProcess:
-    """`playbook-operator run` as a child process, its log in the test's tmp dir."""
+    """`playbook-operator run` as a child process, its log in the test's tmp dir.
+
+    Metrics and probes are served on free ports of 127.0.0.1 unless `args` names addresses:
+    several operators run at once on one machine, and the SDK's default ports would collide.
+    """
 
     def __init__(self, cluster: Cluster, *, workdir: Path, watches: Path, args: list[str] | None = None,
                  env: dict[str, str] | None = None) -> None:
@@ -96,6 +108,24 @@ class OperatorProcess:
         self.extra_env = env or {}
         self.log_path = workdir / "operator.log"
         self.proc: subprocess.Popen[bytes] | None = None
+        self.metrics_address = self._address("--metrics-bind-address")
+        self.health_address = self._address("--health-probe-bind-address")
+
+    def _address(self, flag: str) -> str:
+        for i, arg in enumerate(self.args):
+            if arg == flag and i + 1 < len(self.args):
+                return self.args[i + 1]
+            if arg.startswith(f"{flag}="):
+                return arg.split("=", 1)[1]
+        address = f"127.0.0.1:{free_port()}"
+        self.args = [*self.args, flag, address]
+        return address
+
+    def url(self, path: str) -> str:
+        """http://HOST:PORT/path of this operator's /metrics, /healthz or /readyz."""
+        address = self.metrics_address if path.startswith("/metrics") else self.health_address
+        host, _, port = address.rpartition(":")
+        return f"http://{host or '127.0.0.1'}:{port}{path}"
 
     def start(self) -> None:
         exe = Path(sys.executable).parent / "playbook-operator"

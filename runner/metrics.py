@@ -1,0 +1,185 @@
+"""Prometheus metrics, named as the Operator SDK's ansible-operator names them where it has them.
+
+From the SDK (internal/ansible/metrics/metrics.go), so existing dashboards keep working:
+
+- ``ansible_operator_build_info{commit,version}``: gauge, always 1;
+- ``ansible_operator_reconcile_result{GVK,result}``: gauge, incremented once per reconcile,
+  ``result`` is ``succeeded`` or ``failed``;
+- ``ansible_operator_reconciles{GVK}``: histogram of reconcile seconds.
+
+``GVK`` is spelt as Go's ``schema.GroupVersionKind.String()``: ``group/version, Kind=Kind``.
+
+From controller-runtime, which the SDK's binary also serves (the controller label is the SDK's
+controller name, ``<kind>-<version>-controller``): ``workqueue_depth{name,controller}``,
+``controller_runtime_active_workers{controller}``,
+``controller_runtime_max_concurrent_reconciles{controller}`` and
+``leader_election_master_status{name}``; plus the ``process_*`` collector.
+
+The project's own, per watch (labels ``group``, ``version``, ``kind``):
+``playbook_operator_reconciles_total{result,changed}``,
+``playbook_operator_reconcile_duration_seconds{result}``,
+``playbook_operator_ansible_tasks_total{outcome}`` and
+``playbook_operator_ansible_task_duration_seconds{outcome}``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
+from prometheus_client.exposition import choose_encoder
+from prometheus_client.metrics_core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from runner import __version__
+
+SUCCEEDED = "succeeded"
+FAILED = "failed"
+RESULTS = (SUCCEEDED, FAILED)
+
+# Task outcomes as the Ansible recap counts them ("ignored" is a failure the task tolerated).
+TASK_OUTCOMES = ("ok", "changed", "failed", "skipped", "ignored")
+
+COMMIT_ENV = "PLAYBOOK_OPERATOR_COMMIT"
+
+# prometheus/client_golang's DefBuckets: the SDK's histogram uses them, and dashboards
+# that read its buckets expect the same edges.
+GO_DEFAULT_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+# An Ansible run takes seconds to minutes; a task milliseconds to minutes.
+RECONCILE_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0, 600.0)
+TASK_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
+
+_WATCH_LABELS = ("group", "version", "kind")
+
+
+def gvk_label(group: str, version: str, kind: str) -> str:
+    """The SDK's ``GVK`` label value: ``group/version, Kind=Kind``."""
+    return f"{group}/{version}, Kind={kind}"
+
+
+def controller_name(version: str, kind: str) -> str:
+    """The SDK's controller name for a watch: ``<kind>-<version>-controller``, lower case."""
+    return f"{kind.lower()}-{version.lower()}-controller"
+
+
+def task_outcome(task: Mapping[str, Any]) -> str:
+    """One task result's outcome label: ok, changed, failed, skipped or ignored."""
+    outcome = task.get("outcome")
+    if outcome in ("failed", "unreachable"):
+        return "failed"
+    if outcome in ("skipped", "ignored"):
+        return str(outcome)
+    return "changed" if task.get("changed") else "ok"
+
+
+@dataclass(frozen=True)
+class _Queue:
+    version: str
+    kind: str
+    depth: Callable[[], int]
+    in_flight: Callable[[], int]
+    workers: int
+
+
+class _QueueCollector(Collector):
+    """Reads the work queues at scrape time, so the numbers are never stale."""
+
+    def __init__(self) -> None:
+        self.queues: dict[tuple[str, str, str], _Queue] = {}
+
+    def _families(self) -> tuple[GaugeMetricFamily, GaugeMetricFamily, GaugeMetricFamily]:
+        return (
+            GaugeMetricFamily("workqueue_depth", "Current depth of workqueue", labels=["name", "controller"]),
+            GaugeMetricFamily("controller_runtime_active_workers",
+                              "Number of currently used workers per controller", labels=["controller"]),
+            GaugeMetricFamily("controller_runtime_max_concurrent_reconciles",
+                              "Maximum number of concurrent reconciles per controller", labels=["controller"]),
+        )
+
+    def describe(self) -> Iterable[Metric]:
+        return self._families()
+
+    def collect(self) -> Iterator[Metric]:
+        depth, active, workers = self._families()
+        for queue in self.queues.values():
+            name = controller_name(queue.version, queue.kind)
+            depth.add_metric([name, name], queue.depth())
+            active.add_metric([name], queue.in_flight())
+            workers.add_metric([name], queue.workers)
+        yield from (depth, active, workers)
+
+
+class Metrics:
+    """The operator's metrics, in a registry of their own (never the process-global one)."""
+
+    def __init__(self, *, version: str = __version__, commit: str | None = None) -> None:
+        self.registry = CollectorRegistry()
+        reg = self.registry
+        self.build_info = Gauge("ansible_operator_build_info", "Build information for the ansible-operator binary",
+                                ["commit", "version"], registry=reg)
+        self.build_info.labels(commit=commit or os.environ.get(COMMIT_ENV) or "unknown", version=version).set(1)
+        self.reconcile_result = Gauge("ansible_operator_reconcile_result", "Gauge of reconciles and their results.",
+                                      ["GVK", "result"], registry=reg)
+        self.reconciles = Histogram("ansible_operator_reconciles", "How long in seconds a reconcile takes.",
+                                    ["GVK"], buckets=GO_DEFAULT_BUCKETS, registry=reg)
+        self.leader = Gauge("leader_election_master_status",
+                            "Gauge of if the reporting system is master of the relevant lease, 0 indicates backup, "
+                            "1 indicates master. 'name' is the string used to identify the lease.",
+                            ["name"], registry=reg)
+        self.reconciles_total = Counter("playbook_operator_reconciles_total",
+                                        "Reconciles per watch, by result and by whether any task changed something.",
+                                        [*_WATCH_LABELS, "result", "changed"], registry=reg)
+        self.reconcile_duration = Histogram("playbook_operator_reconcile_duration_seconds",
+                                            "How long a reconcile takes, per watch and result.",
+                                            [*_WATCH_LABELS, "result"], buckets=RECONCILE_BUCKETS, registry=reg)
+        self.tasks_total = Counter("playbook_operator_ansible_tasks_total",
+                                   "Ansible task results per watch, by outcome.",
+                                   [*_WATCH_LABELS, "outcome"], registry=reg)
+        self.task_duration = Histogram("playbook_operator_ansible_task_duration_seconds",
+                                       "How long an Ansible task takes, per watch and outcome.",
+                                       [*_WATCH_LABELS, "outcome"], buckets=TASK_BUCKETS, registry=reg)
+        self._queues = _QueueCollector()
+        reg.register(self._queues)
+        ProcessCollector(registry=reg)
+
+    # -- recording
+
+    def record_reconcile(self, *, group: str, version: str, kind: str, result: str, duration: float,
+                         changed: int = 0) -> None:
+        """One finished reconcile: ``result`` is ``succeeded`` or ``failed``, ``changed`` the
+        number of tasks that changed something, ``duration`` seconds."""
+        if result not in RESULTS:
+            raise ValueError(f"result must be one of {RESULTS}, got {result!r}")
+        gvk = gvk_label(group, version, kind)
+        self.reconcile_result.labels(GVK=gvk, result=result).inc()
+        self.reconciles.labels(GVK=gvk).observe(duration)
+        self.reconciles_total.labels(group, version, kind, result, "true" if changed else "false").inc()
+        self.reconcile_duration.labels(group, version, kind, result).observe(duration)
+
+    def record_tasks(self, *, group: str, version: str, kind: str, tasks: Iterable[Mapping[str, Any]]) -> None:
+        """The task results of one Ansible run (``RunResult.task_results``: dicts with
+        task, role, outcome, changed, duration)."""
+        for task in tasks:
+            outcome = task_outcome(task)
+            self.tasks_total.labels(group, version, kind, outcome).inc()
+            duration = task.get("duration")
+            if isinstance(duration, int | float) and not isinstance(duration, bool) and duration >= 0:
+                self.task_duration.labels(group, version, kind, outcome).observe(duration)
+
+    def track_queue(self, *, group: str, version: str, kind: str, depth: Callable[[], int],
+                    in_flight: Callable[[], int], workers: int) -> None:
+        """Report a watch's work queue: read through the callables at every scrape."""
+        self._queues.queues[(group, version, kind)] = _Queue(version, kind, depth, in_flight, workers)
+
+    def set_leader(self, lease: str, leading: bool) -> None:
+        self.leader.labels(name=lease).set(1 if leading else 0)
+
+    # -- exposition
+
+    def render(self, accept: str = "") -> tuple[bytes, str]:
+        """The registry in the format the ``Accept`` header asks for, and its content type."""
+        encoder, content_type = choose_encoder(accept)
+        return encoder(self.registry), content_type

@@ -1,0 +1,120 @@
+"""The operator's HTTP endpoints: ``/metrics`` for Prometheus, ``/healthz`` and ``/readyz`` for
+the kubelet's probes. One small aiohttp server on the event loop the operator runs on, so an
+answer from ``/healthz`` is itself the proof that the loop is alive.
+
+Addresses are spelt as controller-runtime spells them: ``:8080`` is every interface,
+``127.0.0.1:8080`` (or ``[::1]:8080``) one host, and ``0`` turns the endpoint off.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from aiohttp import web
+
+from runner.metrics import Metrics
+
+log = logging.getLogger("playbook_operator.probes")
+
+# (ok, why not): what a readiness or liveness check says.
+Check = Callable[[], tuple[bool, str]]
+
+
+@dataclass(frozen=True)
+class BindAddress:
+    host: str | None  # None: every interface
+    port: int
+
+    def __str__(self) -> str:
+        host = self.host or ""
+        return f"[{host}]:{self.port}" if ":" in host else f"{host}:{self.port}"
+
+
+def parse_bind_address(text: str) -> BindAddress | None:
+    """``HOST:PORT`` or ``:PORT`` into a BindAddress; ``0`` (or nothing) into None: disabled.
+
+    Raises ValueError for anything else.
+    """
+    text = text.strip()
+    if text in ("", "0"):
+        return None
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError(f"invalid bind address {text!r}: want HOST:PORT, :PORT or 0")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    elif ":" in host:
+        raise ValueError(f"invalid bind address {text!r}: an IPv6 host goes in brackets, [::1]:PORT")
+    return BindAddress(host or None, int(port))
+
+
+def always_ok() -> tuple[bool, str]:
+    return True, "ok"
+
+
+class ProbeServer:
+    """Serves /metrics on one address and /healthz, /readyz on another (or all on one)."""
+
+    def __init__(self, *, metrics: Metrics | None, metrics_address: BindAddress | None,
+                 health_address: BindAddress | None, ready: Check = always_ok, healthy: Check = always_ok) -> None:
+        self.metrics = metrics
+        self.ready = ready
+        self.healthy = healthy
+        self._routes: list[tuple[BindAddress, list[web.RouteDef]]] = []
+        if metrics is not None and metrics_address is not None:
+            self._add(metrics_address, [web.get("/metrics", self._metrics)])
+        if health_address is not None:
+            self._add(health_address, [web.get("/healthz", self._healthz), web.get("/readyz", self._readyz)])
+        self._runners: list[web.AppRunner] = []
+        self.bound: dict[str, list[tuple[str, int]]] = {}  # path -> where it is served, once started
+
+    def _add(self, address: BindAddress, routes: list[web.RouteDef]) -> None:
+        # One address named twice is one listener; two requests for any free port are two.
+        for bound, existing in self._routes:
+            if bound == address and address.port != 0:
+                existing.extend(routes)
+                return
+        self._routes.append((address, routes))
+
+    async def start(self) -> None:
+        """Bind every address; raises OSError if one is taken (nothing stays bound then)."""
+        try:
+            for address, routes in self._routes:
+                app = web.Application()
+                app.add_routes(routes)
+                runner = web.AppRunner(app, access_log=None, handle_signals=False)
+                await runner.setup()
+                self._runners.append(runner)
+                site = web.TCPSite(runner, address.host, address.port)
+                await site.start()
+                sockets = [(str(a[0]), int(a[1])) for a in runner.addresses]
+                for route in routes:
+                    path = route.path
+                    self.bound.setdefault(path, []).extend(sockets)
+                    log.info("serving %s on %s", path, ", ".join(f"{h}:{p}" for h, p in sockets) or str(address))
+        except BaseException:
+            await self.stop()
+            raise
+
+    async def stop(self) -> None:
+        for runner in self._runners:
+            await runner.cleanup()
+        self._runners.clear()
+
+    async def _metrics(self, request: web.Request) -> web.Response:
+        assert self.metrics is not None
+        body, content_type = self.metrics.render(request.headers.get("Accept", ""))
+        return web.Response(body=body, headers={"Content-Type": content_type})
+
+    async def _healthz(self, request: web.Request) -> web.Response:
+        return _answer(self.healthy())
+
+    async def _readyz(self, request: web.Request) -> web.Response:
+        return _answer(self.ready())
+
+
+def _answer(check: tuple[bool, str]) -> web.Response:
+    ok, why = check
+    return web.Response(status=200 if ok else 503, text="ok" if ok else why)

@@ -1,0 +1,73 @@
+"""The shipped manifests: accepted by the real apiserver, and the RBAC they grant is enough
+for the operator to do its work when it runs as its own ServiceAccount."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from tests.support import ROOT, Cluster, OperatorProcess, wait_for
+
+SYSTEM_NS = "playbook-operator-system"
+
+
+def test_manifests_pass_server_side_validation(cluster: Cluster, crds: None) -> None:
+    cluster.kubectl("apply", "-f", str(ROOT / "deploy" / "manager" / "namespace.yaml"))
+    out = cluster.kubectl("apply", "--dry-run=server", "-k", str(ROOT / "deploy")).stdout
+    for expected in ("customresourcedefinition.apiextensions.k8s.io/examples.examples.playbook-operator.io",
+                     "clusterrole.rbac.authorization.k8s.io/playbook-operator",
+                     "deployment.apps/playbook-operator"):
+        assert expected in out, out
+    samples = cluster.kubectl("apply", "--dry-run=server", "-n", "default", "-f",
+                              str(ROOT / "deploy" / "samples")).stdout
+    assert "example.examples.playbook-operator.io/hello" in samples
+
+
+def service_account_kubeconfig(cluster: Cluster, path: Path) -> Path:
+    token = cluster.kubectl("create", "token", "playbook-operator", "-n", SYSTEM_NS, "--duration=1h").stdout.strip()
+    admin = json.loads(cluster.kubectl("config", "view", "--raw", "--minify", "-o", "json").stdout)
+    cluster_entry = admin["clusters"][0]
+    config = {
+        "apiVersion": "v1", "kind": "Config",
+        "clusters": [cluster_entry],
+        "users": [{"name": "operator", "user": {"token": token}}],
+        "contexts": [{"name": "operator", "context": {"cluster": cluster_entry["name"], "user": "operator"}}],
+        "current-context": "operator",
+    }
+    path.write_text(json.dumps(config))
+    return path
+
+
+def test_operator_works_as_its_service_account(cluster: Cluster, crds: None, namespace: str,
+                                               tmp_path: Path) -> None:
+    cluster.kubectl("apply", "-f", str(ROOT / "deploy" / "manager" / "namespace.yaml"))
+    cluster.kubectl("apply", "-k", str(ROOT / "deploy" / "rbac"))
+    kubeconfig = service_account_kubeconfig(cluster, tmp_path / "sa.kubeconfig")
+    as_operator = Cluster(kubeconfig=kubeconfig, local_name=None)
+    # The account is really limited: it cannot read Secrets.
+    denied = as_operator.kubectl("get", "secrets", "-n", namespace, check=False)
+    assert denied.returncode != 0 and "forbidden" in denied.stderr.lower()
+
+    op = OperatorProcess(as_operator, workdir=tmp_path, watches=ROOT / "watches.yaml",
+                         args=["--leader-elect", "--leader-election-namespace", SYSTEM_NS,
+                               "--leader-election-id", f"rbac-test-{namespace}"])
+    op.start()
+    try:
+        cluster.apply("""
+apiVersion: examples.playbook-operator.io/v1alpha1
+kind: Example
+metadata: {name: rbac}
+spec: {data: {k: v}}
+""", namespace)
+        wait_for(lambda: cluster.get("configmap", "rbac-example", namespace), what="the ConfigMap", timeout=90)
+
+        def successful() -> bool:
+            ex = cluster.get("example", "rbac", namespace) or {}
+            return any(c["type"] == "Successful" and c["status"] == "True"
+                       for c in ex.get("status", {}).get("conditions", []))
+
+        wait_for(successful, what="status written by the ServiceAccount")
+        op.assert_alive()
+        assert "forbidden" not in op.log().lower(), op.log()[-3000:]
+    finally:
+        op.stop()
