@@ -68,9 +68,18 @@ test: venv build lint ## Lint, then unit and e2e tests (starts and stops a local
 unit: venv ## Unit tests only (no cluster)
 	$(PY) -m pytest tests/unit -q
 
+.PHONY: molecule
+molecule: venv cluster-up ## Molecule scenarios (converge, idempotence, verify) on the local cluster
+	KUBECONFIG=$${KUBECONFIG:-$(LOCAL_KUBECONFIG)} PATH=$(abspath $(VENV))/bin:$$PATH $(VENV)/bin/molecule test --all
+
+.PHONY: bench
+bench: venv cluster-up ## Benchmarks (not part of make test): what a reconcile costs, three ways
+	KUBECONFIG=$${KUBECONFIG:-$(LOCAL_KUBECONFIG)} PATH=$(dir $(KUBECTL)):$$PATH \
+		$(PY) bench/reconcile_cost.py --samples $(if $(QUICK),5,20) --json bench/results/reconcile-cost-latest.json
+
 .PHONY: lint
 lint: venv ## ruff, mypy, yamllint, ansible-lint
-	$(VENV)/bin/ruff check runner tests hack collections
+	$(VENV)/bin/ruff check runner tests hack collections bench
 	$(VENV)/bin/mypy
 	$(VENV)/bin/yamllint -s .
 	PATH=$(abspath $(VENV))/bin:$$PATH $(VENV)/bin/ansible-lint --offline roles playbooks

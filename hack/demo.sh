@@ -36,6 +36,8 @@ case "${1:-up}" in
     echo "operator running (pid $(cat $state/operator.pid)), log: $state/operator.log"
     kubectl apply -f deploy/samples/
     wait_until 90 "the sample ConfigMap" kubectl get configmap hello-example
+    kubectl wait --for=jsonpath='{.status.conditions[?(@.type=="Successful")].status}'=True \
+      --timeout=60s example/hello >/dev/null
     echo
     echo "--- custom resources"
     kubectl get examples
