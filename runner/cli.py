@@ -128,9 +128,10 @@ class _JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {"ts": self.formatTime(record), "level": record.levelname.lower(),
                                  "logger": record.name, "msg": record.getMessage()}
-        for key in ("kind", "namespace", "name", "result", "duration", "changed"):
-            if hasattr(record, key):
-                entry[key] = getattr(record, key)
+        # Structured fields a caller passed as extra={"fields": {...}} (LogRecord reserves `name`).
+        fields = getattr(record, "fields", None)
+        if isinstance(fields, dict):
+            entry.update(fields)
         if record.exc_info:
             entry["error"] = self.formatException(record.exc_info)
         return json.dumps(entry)

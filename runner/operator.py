@@ -109,10 +109,14 @@ class WatchController:
         outcome = await self.reconciler.reconcile(self.watch, self.ref, obj)
         if not outcome.skipped:
             meta = obj["metadata"]
+            result = "ok" if outcome.ok else "failed"
+            # One line per reconcile; with --log-format json its fields are keys of their own.
             log.info("reconciled %s %s/%s result=%s changed=%d duration=%.2fs%s",
-                     self.watch.kind, meta.get("namespace", ""), meta["name"],
-                     "ok" if outcome.ok else "failed", outcome.changed, outcome.duration,
-                     f" message={outcome.message!r}" if outcome.message else "")
+                     self.watch.kind, meta.get("namespace", ""), meta["name"], result, outcome.changed,
+                     outcome.duration, f" message={outcome.message!r}" if outcome.message else "",
+                     extra={"fields": {"kind": self.watch.kind, "namespace": meta.get("namespace", ""),
+                                       "name": meta["name"], "result": result,
+                                       "duration": round(outcome.duration, 3), "changed": outcome.changed}})
             self._count(outcome)
             self._watch_dependents(outcome.dependents)
         requeue = outcome.requeue_after  # the requeue_after module, else the (annotated) reconcilePeriod
