@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shlex
 import sys
 from collections.abc import Callable, Mapping
@@ -209,6 +210,11 @@ def run(request: RunRequest, on_task: TaskCallback | None = None) -> RunResult:
     scrubber.scrub_run(Path(r.config.artifact_dir))
     failed = [replace(f, message=scrubber.mask_text(f.message)[0]) for f in failed]
     scrubber.scrub(task_results)
+    if not failed and r.status != "successful":
+        # Ansible stopped before any task failed (a syntax error, a missing role): say why.
+        reason = _error_from_stdout(Path(r.config.artifact_dir) / "stdout")
+        if reason:
+            failed.append(FailedTask(task="", message=scrubber.mask_text(reason)[0]))
     stats = r.stats or {}
     result = RunResult(
         status=r.status,
@@ -223,6 +229,21 @@ def run(request: RunRequest, on_task: TaskCallback | None = None) -> RunResult:
         requeue_after=requeue[0],
     )
     return result
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def _error_from_stdout(stdout: Path) -> str:
+    try:
+        lines = [_ANSI.sub("", line).strip() for line in stdout.read_text(errors="replace").splitlines()]
+    except OSError:
+        return ""
+    for i, line in enumerate(lines):
+        if line.startswith(("ERROR!", "[ERROR]:")):
+            # The error and its first lines of context, not the whole usage text.
+            return " ".join(part for part in lines[i:i + 3] if part)[:1024]
+    return ""
 
 
 def _failure_message(res: Mapping[str, Any]) -> str:

@@ -103,7 +103,7 @@ def _failure_text(result: ansible.RunResult) -> str:
 
 
 def _event_text(result: ansible.RunResult) -> str:
-    if result.failed_tasks:
+    if result.failed_tasks and result.failed_tasks[0].task:
         first = result.failed_tasks[0]
         task = f"{first.role} : {first.task}" if first.role and first.role not in first.task else first.task
         return f"task {task!r} failed: {first.message}"

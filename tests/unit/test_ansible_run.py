@@ -1,0 +1,50 @@
+"""The front door to Ansible, without a cluster: results, failures, requeue requests, and
+errors that stop Ansible before any task runs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from runner import ansible
+
+
+def run_play(tmp_path: Path, play: str, **extravars: object) -> ansible.RunResult:
+    playbook = tmp_path / "play.yml"
+    playbook.write_text(play)
+    return ansible.run(ansible.RunRequest(target=ansible.Target(playbook=playbook), extravars=extravars,
+                                          private_data_dir=tmp_path / "run"))
+
+
+def test_counts_and_failed_task(tmp_path: Path) -> None:
+    result = run_play(tmp_path, """
+- hosts: localhost
+  gather_facts: false
+  tasks:
+    - name: Fine
+      ansible.builtin.debug: {msg: ok}
+    - name: Changes something
+      ansible.builtin.command: "true"
+    - name: Breaks
+      ansible.builtin.fail: {msg: "broken by {{ reason }}"}
+""", reason="design")
+    assert not result.successful
+    assert (result.ok, result.changed, result.failures) == (2, 1, 1)
+    assert [(f.task, f.message) for f in result.failed_tasks] == [("Breaks", "broken by design")]
+    assert not (tmp_path / "run" / "env" / "extravars").exists(), "extra vars must not outlive the run"
+
+
+def test_requeue_after_is_read_from_the_task_result(tmp_path: Path) -> None:
+    result = run_play(tmp_path, """
+- hosts: localhost
+  gather_facts: false
+  tasks:
+    - name: Ask to come back
+      operator_sdk.util.requeue_after: {time: 1m30s}
+""")
+    assert result.successful and result.requeue_after == 90.0
+
+
+def test_an_error_before_any_task_is_reported(tmp_path: Path) -> None:
+    result = run_play(tmp_path, "- hosts: localhost\n  tasks:\n    - name: Bad\n      no.such.module: {}\n")
+    assert not result.successful
+    assert result.failed_tasks and "no.such.module" in result.failed_tasks[0].message
