@@ -173,6 +173,8 @@ def run(request: RunRequest, on_task: TaskCallback | None = None) -> RunResult:
         "ANSIBLE_COLLECTIONS_PATH": _collections_path(request.env),
         "ANSIBLE_INVENTORY_UNPARSED_WARNING": "False",
         "ANSIBLE_LOCALHOST_WARNING": "False",
+        # The inventory is always the ini file written below: skip probing every other plugin.
+        "ANSIBLE_INVENTORY_ENABLED": "ini",
         # Modules get their code on stdin: no temporary files and no extra commands per task.
         "ANSIBLE_PIPELINING": "True",
         **request.env,

@@ -131,6 +131,9 @@ class Reconciler:
 
         if watch.manage_status and not self._converged(obj):
             def to_running(fresh: dict[str, Any]) -> dict[str, Any] | None:
+                # The queued state can trail our own last status write; judge by what is there now.
+                if self._converged(fresh):
+                    return None
                 running = status.running_status(fresh.get("status"))
                 return None if status.same_ignoring_times(running, fresh.get("status")) else running
 

@@ -70,7 +70,8 @@ def test_sdk_role_runs_unchanged(cluster: Cluster, namespace: str, sdk_operator:
     def settled() -> dict | None:
         obj = cluster.get("memcached", "mc", namespace)
         conds = conditions(obj)
-        return obj if conds.get("Successful", {}).get("status") == "True" else None
+        done = conds.get("Successful", {}).get("status") == "True" and conds["Running"]["reason"] == "Successful"
+        return obj if done else None
 
     obj = wait_for(settled, what="the Successful condition")
     status = obj["status"]
