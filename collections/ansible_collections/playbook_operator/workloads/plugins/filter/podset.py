@@ -1,0 +1,369 @@
+"""Filters for the PodSet role: which pods a PodSet owns, adopts and releases, which to
+delete first, its status counts, and the whole decision of one reconcile as data.
+
+Everything here is pure: the same pods, PodSet and `now` always give the same answer, so
+the role stays a thin loop of API calls and the rules are unit-tested without a cluster.
+The semantics are the ReplicaSet controller's (see each function). Documentation for
+ansible-doc is in the neighbouring <filter name>.yml files.
+"""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from ansible.errors import AnsibleFilterError
+
+Pod = Mapping[str, Any]
+Selector = Mapping[str, Any]
+
+TERMINAL_PHASES = ("Succeeded", "Failed")
+# Less valuable phases first; a phase missing here (none yet, or terminal) ranks as Pending,
+# as the zero value of the controller's lookup does.
+_PHASE_ORDER = {"Pending": 0, "Unknown": 1, "Running": 2}
+_OPERATORS = ("In", "NotIn", "Exists", "DoesNotExist")
+
+
+# --- time ----------------------------------------------------------------------------
+
+
+def _utc(moment: datetime.datetime) -> datetime.datetime:
+    # A naive datetime (Ansible's now() without utc=true) is taken as UTC rather than local
+    # time: the apiserver's timestamps are UTC and mixing both cannot be compared.
+    return moment.replace(tzinfo=datetime.UTC) if moment.tzinfo is None else moment.astimezone(datetime.UTC)
+
+
+def _parse_time(value: Any, what: str) -> datetime.datetime | None:
+    """An RFC 3339 string, a datetime or epoch seconds as an aware UTC datetime; None when unset."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, datetime.datetime):
+        return _utc(value)
+    if isinstance(value, bool):
+        raise AnsibleFilterError(f"{what} must be a timestamp, not {value!r}")
+    if isinstance(value, int | float):
+        return datetime.datetime.fromtimestamp(value, datetime.UTC)
+    if isinstance(value, str):
+        try:
+            return _utc(datetime.datetime.fromisoformat(value))
+        except ValueError:
+            pass
+    raise AnsibleFilterError(f"{what} must be an RFC 3339 timestamp, not {value!r}")
+
+
+def _now(now: Any) -> datetime.datetime:
+    parsed = _parse_time(now, "now")
+    return parsed if parsed is not None else datetime.datetime.now(datetime.UTC)
+
+
+# --- one pod -------------------------------------------------------------------------
+
+
+def _meta(obj: Mapping[str, Any]) -> Mapping[str, Any]:
+    return obj.get("metadata") or {}
+
+
+def _labels(obj: Mapping[str, Any]) -> Mapping[str, Any]:
+    return _meta(obj).get("labels") or {}
+
+
+def _name(pod: Pod) -> str:
+    return str(_meta(pod).get("name") or "")
+
+
+def _phase(pod: Pod) -> str:
+    return str((pod.get("status") or {}).get("phase") or "")
+
+
+def _ready_condition(pod: Pod) -> Mapping[str, Any] | None:
+    for condition in (pod.get("status") or {}).get("conditions") or []:
+        if isinstance(condition, Mapping) and condition.get("type") == "Ready":
+            return condition
+    return None
+
+
+def _is_ready(pod: Pod) -> bool:
+    condition = _ready_condition(pod)
+    return condition is not None and condition.get("status") == "True"
+
+
+def _ready_since(pod: Pod) -> datetime.datetime | None:
+    condition = _ready_condition(pod)
+    return None if condition is None else _parse_time(condition.get("lastTransitionTime"), "lastTransitionTime")
+
+
+def _max_restarts(pod: Pod) -> int:
+    statuses = (pod.get("status") or {}).get("containerStatuses") or []
+    return max((int(s.get("restartCount") or 0) for s in statuses if isinstance(s, Mapping)), default=0)
+
+
+def _being_deleted(obj: Mapping[str, Any]) -> bool:
+    return bool(_meta(obj).get("deletionTimestamp"))
+
+
+def _controller_uid(pod: Pod) -> str | None:
+    for ref in _meta(pod).get("ownerReferences") or []:
+        if isinstance(ref, Mapping) and ref.get("controller") is True:
+            return str(ref.get("uid") or "")
+    return None
+
+
+def _check_pods(pods: Any, what: str = "pods") -> Sequence[Pod]:
+    if not isinstance(pods, Sequence) or isinstance(pods, str | bytes):
+        raise AnsibleFilterError(f"{what} must be a list of pods, not {type(pods).__name__}")
+    for pod in pods:
+        if not isinstance(pod, Mapping):
+            raise AnsibleFilterError(f"{what} must be a list of pods (objects), found {pod!r}")
+    return pods
+
+
+def podset_is_active(pod: Pod) -> bool:
+    """Neither finished (Succeeded/Failed) nor being deleted: the pods a ReplicaSet counts."""
+    return _phase(pod) not in TERMINAL_PHASES and not _being_deleted(pod)
+
+
+def podset_is_ready(pod: Pod, min_ready_seconds: int = 0, now: Any = None) -> bool:
+    """Ready, and with min_ready_seconds > 0 ready for at least that long (available).
+
+    A pod whose Ready condition has no lastTransitionTime cannot prove how long it has been
+    ready, so it is not available while min_ready_seconds > 0.
+    """
+    if not _is_ready(pod):
+        return False
+    if not min_ready_seconds:
+        return True
+    since = _ready_since(pod)
+    if since is None:
+        return False
+    return _now(now) - since >= datetime.timedelta(seconds=int(min_ready_seconds))
+
+
+# --- ranking -------------------------------------------------------------------------
+
+
+def _age(moment: datetime.datetime | None, now: datetime.datetime) -> tuple[int, datetime.timedelta]:
+    # Unset sorts first (the controller's zero time); a time in the future (clock skew between
+    # the apiserver and this host) counts as no time at all rather than a negative one.
+    if moment is None:
+        return (0, datetime.timedelta(0))
+    return (1, max(now - moment, datetime.timedelta(0)))
+
+
+def _deletion_key(pod: Pod, now: datetime.datetime) -> tuple[Any, ...]:
+    ready = _is_ready(pod)
+    return (
+        1 if (pod.get("spec") or {}).get("nodeName") else 0,  # unassigned first
+        _PHASE_ORDER.get(_phase(pod), 0),  # Pending, Unknown, Running
+        1 if ready else 0,  # not ready first
+        # Only compared between two ready pods (readiness is equal by now): the shorter ready, the sooner.
+        _age(_ready_since(pod), now) if ready else (0, datetime.timedelta(0)),
+        -_max_restarts(pod),  # more restarts first
+        _age(_parse_time(_meta(pod).get("creationTimestamp"), "creationTimestamp"), now),  # newer first
+        _name(pod),
+    )
+
+
+def podset_rank_for_deletion(pods: Sequence[Pod], now: Any = None) -> list[Pod]:
+    """The pods ordered least valuable first: the ones to delete when scaling down.
+
+    The ReplicaSet controller's order (ActivePodsWithRanks): unassigned before assigned;
+    Pending before Unknown before Running; not ready before ready; between ready pods, ready
+    for a shorter time before longer (an unset time first); more container restarts before
+    fewer; newer before older (an unset time first); then by name, so the order is total and
+    the same on every run. Not used: the controller's pod-deletion-cost and co-location ranks
+    (taken as equal) and its logarithmic time buckets (times are compared exactly).
+    """
+    moment = _now(now)
+    return sorted(_check_pods(pods), key=lambda pod: _deletion_key(pod, moment))
+
+
+# --- selectors -----------------------------------------------------------------------
+
+
+def _requirements(selector: Selector) -> list[tuple[str, str, list[str]]]:
+    """(key, operator, values) of every requirement, validated as the apiserver would."""
+    if not isinstance(selector, Mapping):
+        raise AnsibleFilterError(f"a label selector must be an object, not {selector!r}")
+    match_labels = selector.get("matchLabels") or {}
+    if not isinstance(match_labels, Mapping):
+        raise AnsibleFilterError(f"matchLabels must be an object, not {match_labels!r}")
+    requirements = [(str(k), "Equals", [str(v)]) for k, v in match_labels.items()]
+    for expr in selector.get("matchExpressions") or []:
+        if not isinstance(expr, Mapping) or not expr.get("key"):
+            raise AnsibleFilterError(f"a matchExpressions entry needs a key, got {expr!r}")
+        operator = expr.get("operator")
+        values = [str(v) for v in expr.get("values") or []]
+        if operator not in _OPERATORS:
+            raise AnsibleFilterError(f"{operator!r} is not a valid label selector operator")
+        if operator in ("In", "NotIn") and not values:
+            raise AnsibleFilterError(f"values of {expr['key']!r} must be non-empty for {operator}")
+        if operator in ("Exists", "DoesNotExist") and values:
+            raise AnsibleFilterError(f"values of {expr['key']!r} must be empty for {operator}")
+        requirements.append((str(expr["key"]), operator, values))
+    return requirements
+
+
+def podset_selector_matches(labels: Mapping[str, Any] | None, selector: Selector | None) -> bool:
+    """Whether labels satisfy a LabelSelector: every matchLabels pair and every expression.
+
+    As in Kubernetes, an empty selector matches everything and a missing one (None) nothing.
+    """
+    if selector is None:
+        return False
+    present = {str(k): str(v) for k, v in (labels or {}).items()}
+    for key, operator, values in _requirements(selector):
+        if operator in ("Equals", "In") and present.get(key) not in values:
+            return False
+        if operator == "NotIn" and key in present and present[key] in values:
+            return False
+        if operator == "Exists" and key not in present:
+            return False
+        if operator == "DoesNotExist" and key in present:
+            return False
+    return True
+
+
+def podset_selector_string(selector: Selector) -> str:
+    """The selector as kubectl and the scale subresource print it, e.g. `app=web,tier in (a,b)`.
+
+    Requirements sorted by key (matchLabels before expressions on the same key), values of
+    In/NotIn sorted. An empty selector gives "", which selects everything.
+    """
+    if selector is None:
+        raise AnsibleFilterError("a missing selector (None) has no string form")
+    parts: list[tuple[str, str]] = []
+    for key, operator, values in _requirements(selector):
+        if operator == "Equals":
+            text = f"{key}={values[0]}"
+        elif operator in ("In", "NotIn"):
+            text = f"{key} {operator.lower()} ({','.join(sorted(values))})"
+        elif operator == "Exists":
+            text = key
+        else:
+            text = f"!{key}"
+        parts.append((key, text))
+    return ",".join(text for _, text in sorted(parts, key=lambda part: part[0]))
+
+
+# --- counts, classification, plan ----------------------------------------------------
+
+
+def podset_counts(pods: Sequence[Pod], selector: Selector | None, min_ready_seconds: int = 0, now: Any = None,
+                  template_labels: Mapping[str, Any] | None = None) -> dict[str, int]:
+    """Status counts over the active pods the selector matches, as a ReplicaSet reports them.
+
+    fullyLabeledReplicas counts those that also carry every template label (all of them when
+    template_labels is empty).
+    """
+    moment = _now(now)
+    counted = [pod for pod in _check_pods(pods)
+               if podset_is_active(pod) and podset_selector_matches(_labels(pod), selector)]
+    # The template's labels as a selector: all must be present; no labels select every pod.
+    fully = {"matchLabels": dict(template_labels or {})}
+    return {
+        "replicas": len(counted),
+        "readyReplicas": sum(1 for pod in counted if _is_ready(pod)),
+        "availableReplicas": sum(1 for pod in counted if podset_is_ready(pod, min_ready_seconds, moment)),
+        "fullyLabeledReplicas": sum(1 for pod in counted if podset_selector_matches(_labels(pod), fully)),
+    }
+
+
+def _spec(podset: Mapping[str, Any]) -> Mapping[str, Any]:
+    if not isinstance(podset, Mapping):
+        raise AnsibleFilterError(f"podset must be a PodSet object, not {type(podset).__name__}")
+    return podset.get("spec") or {}
+
+
+def podset_classify(pods: Sequence[Pod], podset: Mapping[str, Any]) -> dict[str, list[Pod]]:
+    """Split the pods of the PodSet's namespace by what the PodSet must do with them.
+
+    - owned: its controller reference is the PodSet's uid, labels match, active.
+    - to_adopt: no controller reference, labels match, active, and the PodSet is not being
+      deleted (nothing is adopted by a PodSet on its way out).
+    - to_release: owned, active, labels no longer match (unless the PodSet is being deleted).
+    - terminal: owned and Succeeded or Failed (whatever the labels): to delete and replace.
+    - terminating: owned and being deleted: neither counted nor touched again.
+    - ignored: the rest, above all pods another controller owns, which are never touched.
+    Pods in another namespace are ignored.
+    """
+    spec = _spec(podset)
+    selector = spec.get("selector")
+    uid = str(_meta(podset).get("uid") or "")
+    namespace = _meta(podset).get("namespace")
+    leaving = _being_deleted(podset)
+    out: dict[str, list[Pod]] = {k: [] for k in
+                                 ("owned", "to_adopt", "to_release", "terminal", "terminating", "ignored")}
+    for pod in _check_pods(pods):
+        controller = _controller_uid(pod)
+        same_namespace = namespace is None or _meta(pod).get("namespace") in (None, namespace)
+        matches = podset_selector_matches(_labels(pod), selector)
+        if not same_namespace:
+            bucket = "ignored"
+        elif controller is not None and uid and controller == uid:
+            if _being_deleted(pod):
+                bucket = "terminating"
+            elif _phase(pod) in TERMINAL_PHASES:
+                bucket = "terminal"
+            elif matches:
+                bucket = "owned"
+            else:
+                bucket = "ignored" if leaving else "to_release"
+        elif controller is None and matches and podset_is_active(pod) and not leaving:
+            bucket = "to_adopt"
+        else:
+            bucket = "ignored"
+        out[bucket].append(pod)
+    return out
+
+
+def _names(pods: Sequence[Pod]) -> list[str]:
+    return sorted(_name(pod) for pod in pods)
+
+
+def podset_plan(podset: Mapping[str, Any], pods: Sequence[Pod], now: Any = None) -> dict[str, Any]:
+    """What one reconcile of the PodSet does, as data; ReplicaSet semantics.
+
+    The active pods are the owned ones plus the ones to adopt. Below spec.replicas, `create`
+    says how many to add; above, `delete` names the surplus, least valuable first (see
+    podset_rank_for_deletion). Released, terminal and terminating pods are not counted, so
+    they are replaced by new ones. Apply in this order: adopt, release, delete
+    `replace_terminal` and `delete` (which may name a pod just adopted), then create.
+    A PodSet being deleted plans nothing (the garbage collector removes its pods); its
+    counts are still reported.
+    """
+    spec = _spec(podset)
+    moment = _now(now)
+    classes = podset_classify(pods, podset)
+    active = [*classes["owned"], *classes["to_adopt"]]
+    template = spec.get("template") or {}
+    counts = podset_counts(active, spec.get("selector"), int(spec.get("minReadySeconds") or 0), moment,
+                           _labels(template))
+    plan: dict[str, Any] = {"create": 0, "delete": [], "adopt": [], "release": [], "replace_terminal": [],
+                            "counts": counts}
+    if _being_deleted(podset):
+        return plan
+    replicas = spec.get("replicas")
+    desired = 1 if replicas is None else int(replicas)
+    surplus = len(active) - desired
+    plan["create"] = max(0, -surplus)
+    if surplus > 0:
+        plan["delete"] = [_name(pod) for pod in podset_rank_for_deletion(active, moment)[:surplus]]
+    plan["adopt"] = _names(classes["to_adopt"])
+    plan["release"] = _names(classes["to_release"])
+    plan["replace_terminal"] = _names(classes["terminal"])
+    return plan
+
+
+class FilterModule:
+    def filters(self) -> dict[str, Callable[..., Any]]:
+        return {
+            "podset_rank_for_deletion": podset_rank_for_deletion,
+            "podset_is_active": podset_is_active,
+            "podset_is_ready": podset_is_ready,
+            "podset_counts": podset_counts,
+            "podset_selector_matches": podset_selector_matches,
+            "podset_selector_string": podset_selector_string,
+            "podset_classify": podset_classify,
+            "podset_plan": podset_plan,
+        }
