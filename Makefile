@@ -82,7 +82,7 @@ lint: venv ## ruff, mypy, yamllint, ansible-lint
 	$(VENV)/bin/ruff check runner tests hack collections bench
 	$(VENV)/bin/mypy
 	$(VENV)/bin/yamllint -s .
-	PATH=$(abspath $(VENV))/bin:$$PATH $(VENV)/bin/ansible-lint --offline roles playbooks
+	ANSIBLE_COLLECTIONS_PATH=$(CURDIR)/collections PATH=$(abspath $(VENV))/bin:$$PATH $(VENV)/bin/ansible-lint --offline roles playbooks
 
 .PHONY: clean
 clean: ## Remove the virtualenv and local caches of this checkout (not the control-plane binaries)

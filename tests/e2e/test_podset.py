@@ -1,0 +1,195 @@
+"""PodSet: a ReplicaSet whose logic lives in roles/podset, on a real cluster."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.support import ROOT, Cluster, OperatorProcess, wait_for
+
+
+def podset(name: str, replicas: int, app: str | None = None, **template_annotations: str) -> str:
+    app = app or name
+    return json.dumps({
+        "apiVersion": "workloads.playbook-operator.io/v1alpha1", "kind": "PodSet",
+        "metadata": {"name": name},
+        "spec": {"replicas": replicas, "selector": {"matchLabels": {"app": app}},
+                 "template": {"metadata": {"labels": {"app": app}, "annotations": template_annotations},
+                              "spec": {"containers": [{"name": "main", "image": "registry.example/app:1"}]}}},
+    })
+
+
+def active_pods(cluster: Cluster, namespace: str, app: str) -> list[dict]:
+    return [p for p in cluster.list("pods", namespace, f"app={app}")
+            if not p["metadata"].get("deletionTimestamp") and p["status"].get("phase") in ("Pending", "Running")]
+
+
+def ready_count(pods: list[dict]) -> int:
+    return sum(1 for p in pods if any(c["type"] == "Ready" and c["status"] == "True"
+                                      for c in p["status"].get("conditions", [])))
+
+
+def converged(cluster: Cluster, namespace: str, name: str, replicas: int) -> bool:
+    pods = active_pods(cluster, namespace, name)
+    ps = cluster.get("podset", name, namespace) or {}
+    st = ps.get("status", {})
+    return (len(pods) == replicas and ready_count(pods) == replicas and st.get("replicas") == replicas
+            and st.get("readyReplicas", 0) == replicas)
+
+
+@pytest.fixture
+def podset_operator(cluster: Cluster, crds: None, tmp_path: Path) -> Iterator[OperatorProcess]:
+    op = OperatorProcess(cluster, workdir=tmp_path, watches=ROOT / "watches.yaml")
+    op.start()
+    try:
+        yield op
+    finally:
+        op.stop()
+
+
+def test_create_replace_and_scale(cluster: Cluster, namespace: str, podset_operator: OperatorProcess) -> None:
+    cluster.apply(podset("web", 3), namespace)
+    wait_for(lambda: converged(cluster, namespace, "web", 3), what="3 Ready pods", timeout=120)
+    ps = cluster.get("podset", "web", namespace)
+    assert ps is not None and ps["status"]["selector"] == "app=web"
+    for pod in active_pods(cluster, namespace, "web"):
+        refs = pod["metadata"]["ownerReferences"]
+        assert [(r["kind"], r["uid"], r.get("controller")) for r in refs] == [("PodSet", ps["metadata"]["uid"], True)]
+        assert pod["metadata"]["generateName"] == "web-"
+
+    # A deleted pod is replaced.
+    victim = active_pods(cluster, namespace, "web")[0]["metadata"]["name"]
+    cluster.kubectl("delete", "pod", victim, "-n", namespace)
+    wait_for(lambda: converged(cluster, namespace, "web", 3)
+             and victim not in [p["metadata"]["name"] for p in active_pods(cluster, namespace, "web")],
+             what="the deleted pod to be replaced", timeout=120)
+
+    # Scale through the scale subresource, as kubectl scale and an HPA do.
+    for replicas in (10, 0, 3):
+        cluster.kubectl("scale", "podset/web", "-n", namespace, f"--replicas={replicas}")
+        wait_for(lambda r=replicas: converged(cluster, namespace, "web", r), what=f"{replicas} pods", timeout=180)
+    podset_operator.assert_alive()
+
+
+def test_orphans_are_adopted_and_foreign_pods_left_alone(cluster: Cluster, namespace: str,
+                                                         podset_operator: OperatorProcess) -> None:
+    # A pod another controller owns matches the selector: never touched.
+    owner = json.loads(cluster.kubectl("create", "configmap", "other-owner", "-n", namespace, "-o", "json").stdout)
+    cluster.apply(json.dumps({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "foreign", "labels": {"app": "api"}, "ownerReferences": [
+            {"apiVersion": "v1", "kind": "ConfigMap", "name": "other-owner", "uid": owner["metadata"]["uid"],
+             "controller": True}]},
+        "spec": {"containers": [{"name": "main", "image": "registry.example/app:1"}]}}), namespace)
+
+    cluster.apply(podset("api", 2), namespace)
+    wait_for(lambda: len([p for p in active_pods(cluster, namespace, "api")
+                          if p["metadata"]["name"] != "foreign"]) == 2, what="2 pods of its own", timeout=120)
+    foreign = cluster.get("pod", "foreign", namespace)
+    assert foreign is not None and foreign["metadata"]["ownerReferences"][0]["kind"] == "ConfigMap"
+
+    # Orphan the pods, then a new PodSet with the same selector adopts them instead of creating more.
+    before = sorted(p["metadata"]["name"] for p in active_pods(cluster, namespace, "api")
+                    if p["metadata"]["name"] != "foreign")
+    cluster.kubectl("delete", "podset", "api", "-n", namespace, "--cascade=orphan")
+    wait_for(lambda: cluster.get("podset", "api", namespace) is None, what="the PodSet to go")
+    cluster.apply(podset("api", 2), namespace)
+    new = wait_for(lambda: cluster.get("podset", "api", namespace), what="the new PodSet")
+
+    def adopted() -> bool:
+        pods = [p for p in active_pods(cluster, namespace, "api") if p["metadata"]["name"] != "foreign"]
+        return sorted(p["metadata"]["name"] for p in pods) == before and all(
+            [r["uid"] for r in p["metadata"].get("ownerReferences", [])] == [new["metadata"]["uid"]] for p in pods)
+
+    wait_for(adopted, what="the orphans to be adopted", timeout=120)
+
+
+def test_relabelled_pod_is_released_and_replaced(cluster: Cluster, namespace: str,
+                                                 podset_operator: OperatorProcess) -> None:
+    cluster.apply(podset("rel", 2), namespace)
+    wait_for(lambda: converged(cluster, namespace, "rel", 2), what="2 Ready pods", timeout=120)
+    pod = active_pods(cluster, namespace, "rel")[0]["metadata"]["name"]
+    cluster.kubectl("label", "pod", pod, "-n", namespace, "app=elsewhere", "--overwrite")
+
+    def released() -> bool:
+        p = cluster.get("pod", pod, namespace) or {}
+        return not p.get("metadata", {}).get("ownerReferences")
+
+    wait_for(released, what="the relabelled pod to be released", timeout=120)
+    wait_for(lambda: converged(cluster, namespace, "rel", 2), what="a replacement", timeout=120)
+
+
+def test_quota_refusal_then_recovery(cluster: Cluster, namespace: str, podset_operator: OperatorProcess) -> None:
+    cluster.apply('{"apiVersion": "v1", "kind": "ResourceQuota", "metadata": {"name": "pods"},'
+                  ' "spec": {"hard": {"pods": "2"}}}', namespace)
+    wait_for(lambda: (cluster.get("resourcequota", "pods", namespace) or {}).get("status", {}).get("hard"),
+             what="the quota to be counted")
+    cluster.apply(podset("quota", 4), namespace)
+
+    def refused() -> dict | None:
+        ps = cluster.get("podset", "quota", namespace) or {}
+        conds = {c["type"]: c for c in ps.get("status", {}).get("conditions", [])}
+        return conds.get("ReplicaFailure") if conds.get("ReplicaFailure", {}).get("status") == "True" else None
+
+    cond = wait_for(refused, what="ReplicaFailure", timeout=120)
+    assert "exceeded quota" in cond["message"]
+    def failed_create_event() -> bool:
+        events = json.loads(cluster.kubectl("get", "events", "-n", namespace, "-o", "json").stdout)["items"]
+        return any(e["reason"] == "FailedCreate" and "exceeded quota" in e["message"] for e in events)
+
+    assert wait_for(failed_create_event, what="a FailedCreate Event", timeout=30)
+    assert len(active_pods(cluster, namespace, "quota")) == 2  # what the quota allows, nothing deleted
+
+    cluster.kubectl("delete", "resourcequota", "pods", "-n", namespace)
+    wait_for(lambda: converged(cluster, namespace, "quota", 4), what="convergence once quota frees", timeout=400)
+    podset_operator.assert_alive()
+
+
+WRITE_VERBS = {"create", "update", "patch", "delete", "deletecollection"}
+
+
+def writes_since(cluster: Cluster, namespace: str, offset: int) -> list[str]:
+    """Write requests in `namespace` recorded by the audit log after byte `offset`, except kubectl's."""
+    assert cluster.audit_log is not None
+    with cluster.audit_log.open() as f:
+        f.seek(offset)
+        lines = f.readlines()
+    out = []
+    for line in lines:
+        event = json.loads(line)
+        ref = event.get("objectRef", {})
+        if (event["verb"] in WRITE_VERBS and ref.get("namespace") == namespace
+                and not event.get("userAgent", "").startswith("kubectl")):
+            out.append(f'{event["verb"]} {ref.get("resource")}/{ref.get("subresource", "")} {ref.get("name", "")}')
+    return out
+
+
+def test_no_writes_when_converged(cluster: Cluster, crds: None, namespace: str, tmp_path: Path) -> None:
+    if cluster.audit_log is None:
+        pytest.skip("counting writes needs the local control plane's audit log")
+    first = OperatorProcess(cluster, workdir=tmp_path / "first", watches=ROOT / "watches.yaml")
+    (tmp_path / "first").mkdir()
+    first.start()
+    try:
+        cluster.apply(podset("calm", 3), namespace)
+        # Converged, and the status says so (written by the reconcile the last pod change caused).
+        wait_for(lambda: converged(cluster, namespace, "calm", 3), what="3 Ready pods", timeout=120)
+    finally:
+        first.stop()
+
+    # A fresh operator reconciles every PodSet it finds: this one is converged.
+    offset = cluster.audit_log.stat().st_size
+    (tmp_path / "second").mkdir()
+    second = OperatorProcess(cluster, workdir=tmp_path / "second", watches=ROOT / "watches.yaml")
+    second.start()
+    try:
+        line = wait_for(lambda: [ln for ln in second.log().splitlines()
+                                 if f"reconciled PodSet {namespace}/calm" in ln],
+                        what="the reconcile after the restart", timeout=120)
+        assert "result=ok changed=0" in line[0], line
+        assert writes_since(cluster, namespace, offset) == []
+    finally:
+        second.stop()
