@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -193,3 +195,56 @@ def test_no_writes_when_converged(cluster: Cluster, crds: None, namespace: str, 
         assert writes_since(cluster, namespace, offset) == []
     finally:
         second.stop()
+
+
+def test_dry_runs_show_the_pods_to_create_and_change_nothing(cluster: Cluster, crds: None, namespace: str,
+                                                             tmp_path: Path) -> None:
+    manifest = json.loads(podset("dry", 2))
+    manifest["metadata"]["namespace"] = namespace
+    cr = tmp_path / "podset.yaml"
+    cr.write_text(json.dumps(manifest))
+    cluster.apply(json.dumps(manifest), namespace)  # exists, but no operator runs here
+
+    bin_dir = Path(sys.executable).parent
+    env = {**cluster.env, "PATH": f"{bin_dir}:{cluster.env['PATH']}"}
+    play = subprocess.run([str(bin_dir / "ansible-playbook"), "playbooks/podset.yml", "-e", f"podset_file={cr}",
+                           "--check", "--diff"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert play.returncode == 0, play.stdout[-3000:] + play.stderr[-3000:]
+    assert "TASK [podset : Create the missing pods from the template]" in play.stdout
+    assert play.stdout.count("changed: [localhost] => (item=pod ") == 2, play.stdout[-3000:]
+
+    cli = subprocess.run([str(bin_dir / "playbook-operator"), "reconcile", "-f", str(cr), "--check", "--diff"],
+                         cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert cli.returncode == 0, cli.stdout[-3000:] + cli.stderr[-3000:]
+    assert "changed  Create the missing pods from the template" in cli.stdout
+    assert "check mode: nothing was changed" in cli.stdout
+
+    assert active_pods(cluster, namespace, "dry") == []
+    assert not (cluster.get("podset", "dry", namespace) or {}).get("status", {}).get("replicas")
+
+
+def test_overlapping_podsets_never_fight(cluster: Cluster, namespace: str, podset_operator: OperatorProcess) -> None:
+    # Both select app=shared; each keeps its own pods and never takes the other's.
+    first = json.loads(podset("first", 2, app="shared"))
+    second = json.loads(podset("second", 3, app="shared"))
+    cluster.apply(json.dumps(first), namespace)
+    cluster.apply(json.dumps(second), namespace)
+
+    def settled() -> dict[str, int] | None:
+        owners: dict[str, int] = {}
+        for pod in active_pods(cluster, namespace, "shared"):
+            refs = [r["name"] for r in pod["metadata"].get("ownerReferences", []) if r.get("controller")]
+            assert len(refs) == 1, pod["metadata"]
+            owners[refs[0]] = owners.get(refs[0], 0) + 1
+        return owners if owners == {"first": 2, "second": 3} else None
+
+    wait_for(settled, what="2 pods for the first and 3 for the second", timeout=180)
+    pods_before = sorted(p["metadata"]["name"] for p in active_pods(cluster, namespace, "shared"))
+    # Scaling one leaves the other's pods exactly as they were.
+    cluster.kubectl("scale", "podset/first", "-n", namespace, "--replicas=1")
+    wait_for(lambda: len([p for p in active_pods(cluster, namespace, "shared")
+                          if p["metadata"]["ownerReferences"][0]["name"] == "first"]) == 1,
+             what="the first PodSet at 1", timeout=120)
+    second_pods = sorted(p["metadata"]["name"] for p in active_pods(cluster, namespace, "shared")
+                         if p["metadata"]["ownerReferences"][0]["name"] == "second")
+    assert set(second_pods) <= set(pods_before) and len(second_pods) == 3
