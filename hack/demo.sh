@@ -45,7 +45,20 @@ case "${1:-up}" in
     echo "--- what the operator made"
     kubectl get configmap hello-example -o yaml | sed -n '/^data:/,/^kind:/p'
     echo
-    echo "Try: eval \"\$(make -s cluster-env)\"; kubectl edit example hello"
+    echo "--- PodSet web: 3 pods from a template (roles/podset)"
+    wait_until 120 "3 Ready pods of podset/web" \
+      bash -c '[[ "$(kubectl get podset web -o jsonpath={.status.readyReplicas})" == 3 ]]'
+    kubectl get podset web
+    kubectl get pods -l app=web
+    echo
+    echo "--- kubectl scale podset/web --replicas=5 (the scale subresource)"
+    kubectl scale podset/web --replicas=5
+    wait_until 120 "5 Ready pods of podset/web" \
+      bash -c '[[ "$(kubectl get podset web -o jsonpath={.status.readyReplicas})" == 5 ]]'
+    kubectl get podset web
+    kubectl get pods -l app=web
+    echo
+    echo "Try: eval \"\$(make -s cluster-env)\"; kubectl delete pod -l app=web --wait=false; kubectl get pods -w"
     echo "Stop: make demo-down"
     ;;
   down)

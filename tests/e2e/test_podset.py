@@ -248,3 +248,33 @@ def test_overlapping_podsets_never_fight(cluster: Cluster, namespace: str, podse
     second_pods = sorted(p["metadata"]["name"] for p in active_pods(cluster, namespace, "shared")
                          if p["metadata"]["ownerReferences"][0]["name"] == "second")
     assert set(second_pods) <= set(pods_before) and len(second_pods) == 3
+
+
+def test_deleting_a_podset_collects_its_pods(cluster: Cluster, namespace: str,
+                                            podset_operator: OperatorProcess) -> None:
+    cluster.apply(podset("gone", 2), namespace)
+    wait_for(lambda: converged(cluster, namespace, "gone", 2), what="2 Ready pods", timeout=120)
+    cluster.kubectl("delete", "podset", "gone", "-n", namespace)
+    wait_for(lambda: active_pods(cluster, namespace, "gone") == [], what="the garbage collector", timeout=120)
+
+
+def test_a_pod_spec_the_apiserver_refuses_is_reported_and_nothing_is_deleted(
+        cluster: Cluster, namespace: str, podset_operator: OperatorProcess) -> None:
+    cluster.apply(podset("bad", 2), namespace)
+    wait_for(lambda: converged(cluster, namespace, "bad", 2), what="2 Ready pods", timeout=120)
+    serving = sorted(p["metadata"]["name"] for p in active_pods(cluster, namespace, "bad"))
+    # The schema accepts any pod spec; the apiserver refuses this one when a pod is created.
+    cluster.kubectl("patch", "podset", "bad", "-n", namespace, "--type=json", "-p", json.dumps([
+        {"op": "replace", "path": "/spec/template/spec/containers/0/name", "value": "Not_A_DNS_Label"},
+        {"op": "replace", "path": "/spec/replicas", "value": 3}]))
+
+    def refused() -> dict | None:
+        ps = cluster.get("podset", "bad", namespace) or {}
+        conds = {c["type"]: c for c in ps.get("status", {}).get("conditions", [])}
+        failure = conds.get("ReplicaFailure", {})
+        return failure if failure.get("status") == "True" else None
+
+    cond = wait_for(refused, what="ReplicaFailure for the invalid pod spec", timeout=120)
+    assert "Invalid value" in cond["message"] or "is invalid" in cond["message"], cond
+    assert sorted(p["metadata"]["name"] for p in active_pods(cluster, namespace, "bad")) == serving
+    podset_operator.assert_alive()
