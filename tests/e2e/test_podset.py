@@ -278,3 +278,18 @@ def test_a_pod_spec_the_apiserver_refuses_is_reported_and_nothing_is_deleted(
     assert "Invalid value" in cond["message"] or "is invalid" in cond["message"], cond
     assert sorted(p["metadata"]["name"] for p in active_pods(cluster, namespace, "bad")) == serving
     podset_operator.assert_alive()
+
+
+def test_a_pod_that_ends_is_replaced(cluster: Cluster, namespace: str, podset_operator: OperatorProcess) -> None:
+    cluster.apply(podset("ends", 2), namespace)
+    wait_for(lambda: converged(cluster, namespace, "ends", 2), what="2 Ready pods", timeout=120)
+    victim = active_pods(cluster, namespace, "ends")[0]["metadata"]["name"]
+    # kwok ends a pod so annotated, as a kubelet reports a container that exited.
+    cluster.kubectl("annotate", "pod", victim, "-n", namespace, "playbook-operator.io/fake-phase=Failed")
+
+    def replaced() -> bool:
+        names = [p["metadata"]["name"] for p in active_pods(cluster, namespace, "ends")]
+        return victim not in names and converged(cluster, namespace, "ends", 2)
+
+    wait_for(replaced, what="the failed pod to be replaced", timeout=120)
+    wait_for(lambda: cluster.get("pod", victim, namespace) is None, what="the failed pod to be removed", timeout=60)
