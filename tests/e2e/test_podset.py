@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -43,13 +42,9 @@ def converged(cluster: Cluster, namespace: str, name: str, replicas: int) -> boo
 
 
 @pytest.fixture
-def podset_operator(cluster: Cluster, crds: None, tmp_path: Path) -> Iterator[OperatorProcess]:
-    op = OperatorProcess(cluster, workdir=tmp_path, watches=ROOT / "watches.yaml")
-    op.start()
-    try:
-        yield op
-    finally:
-        op.stop()
+def podset_operator(operator: OperatorProcess) -> OperatorProcess:
+    """The operator with the project's watches.yaml (PodSet among them)."""
+    return operator
 
 
 def test_create_replace_and_scale(cluster: Cluster, namespace: str, podset_operator: OperatorProcess) -> None:
