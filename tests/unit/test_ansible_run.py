@@ -48,3 +48,14 @@ def test_an_error_before_any_task_is_reported(tmp_path: Path) -> None:
     result = run_play(tmp_path, "- hosts: localhost\n  tasks:\n    - name: Bad\n      no.such.module: {}\n")
     assert not result.successful
     assert result.failed_tasks and "no.such.module" in result.failed_tasks[0].message
+
+
+def test_artifacts_are_rotated_to_the_limit(tmp_path: Path) -> None:
+    playbook = tmp_path / "play.yml"
+    playbook.write_text("- hosts: localhost\n  gather_facts: false\n  tasks:\n"
+                        "    - name: Nothing\n      ansible.builtin.debug: {msg: hi}\n")
+    for _ in range(3):
+        result = ansible.run(ansible.RunRequest(target=ansible.Target(playbook=playbook), extravars={},
+                                                private_data_dir=tmp_path / "run", max_artifacts=2))
+        assert result.successful
+    assert len(list((tmp_path / "run" / "artifacts").iterdir())) == 2
