@@ -25,6 +25,15 @@ def kube_bin() -> Path:
     return cache / "bin" / versions["KUBE_VERSION"]
 
 
+def example_manifest(name: str, data: dict[str, str], namespace: str | None = None) -> str:
+    """An Example custom resource (roles/example mirrors spec.data into a ConfigMap), as JSON."""
+    metadata: dict[str, str] = {"name": name}
+    if namespace is not None:
+        metadata["namespace"] = namespace
+    return json.dumps({"apiVersion": "examples.playbook-operator.io/v1alpha1", "kind": "Example",
+                       "metadata": metadata, "spec": {"data": data}})
+
+
 def wait_for(check: Callable[[], T], *, timeout: float = 60, what: str = "condition",
              interval: float = 0.2) -> T:
     """Poll `check` until it returns something truthy; fail with `what` at the deadline."""

@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.support import ROOT, Cluster, OperatorProcess, wait_for
+from tests.support import ROOT, Cluster, OperatorProcess, example_manifest, wait_for
 
 EXE = Path(sys.executable).parent / "playbook-operator"
 
@@ -16,12 +16,7 @@ EXE = Path(sys.executable).parent / "playbook-operator"
 def test_reconcile_from_a_file_in_check_mode_changes_nothing(cluster: Cluster, crds: None, namespace: str,
                                                              tmp_path: Path) -> None:
     cr = tmp_path / "cr.yaml"
-    cr.write_text(f"""
-apiVersion: examples.playbook-operator.io/v1alpha1
-kind: Example
-metadata: {{name: dry, namespace: {namespace}}}
-spec: {{data: {{greeting: hi}}}}
-""")
+    cr.write_text(example_manifest("dry", {"greeting": "hi"}, namespace))
     proc = subprocess.run([str(EXE), "reconcile", "-f", str(cr), "--check", "--diff"], cwd=ROOT,
                           env=cluster.env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -53,12 +48,7 @@ def test_json_logs_one_line_per_reconcile(cluster: Cluster, crds: None, namespac
     op = OperatorProcess(cluster, workdir=tmp_path, watches=ROOT / "watches.yaml", args=["--log-format", "json"])
     op.start()
     try:
-        cluster.apply("""
-apiVersion: examples.playbook-operator.io/v1alpha1
-kind: Example
-metadata: {name: logged}
-spec: {data: {k: v}}
-""", namespace)
+        cluster.apply(example_manifest("logged", {"k": "v"}), namespace)
 
         def reconcile_line() -> dict | None:
             for line in op.log().splitlines():

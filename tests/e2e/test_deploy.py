@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from tests.support import ROOT, Cluster, OperatorProcess, wait_for
+from tests.support import ROOT, Cluster, OperatorProcess, example_manifest, wait_for
 
 SYSTEM_NS = "playbook-operator-system"
 
@@ -53,12 +53,7 @@ def test_operator_works_as_its_service_account(cluster: Cluster, crds: None, nam
                                "--leader-election-id", f"rbac-test-{namespace}"])
     op.start()
     try:
-        cluster.apply("""
-apiVersion: examples.playbook-operator.io/v1alpha1
-kind: Example
-metadata: {name: rbac}
-spec: {data: {k: v}}
-""", namespace)
+        cluster.apply(example_manifest("rbac", {"k": "v"}), namespace)
         wait_for(lambda: cluster.get("configmap", "rbac-example", namespace), what="the ConfigMap", timeout=90)
 
         def successful() -> bool:

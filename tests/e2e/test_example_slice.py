@@ -3,18 +3,7 @@ kubernetes.core -> apiserver, and the real garbage collector on deletion."""
 
 from __future__ import annotations
 
-from tests.support import Cluster, OperatorProcess, wait_for
-
-EXAMPLE = """
-apiVersion: examples.playbook-operator.io/v1alpha1
-kind: Example
-metadata:
-  name: hello
-spec:
-  data:
-    greeting: {greeting}
-    audience: world
-"""
+from tests.support import Cluster, OperatorProcess, example_manifest, wait_for
 
 
 def configmap_data(cluster: Cluster, namespace: str) -> dict[str, str] | None:
@@ -24,7 +13,7 @@ def configmap_data(cluster: Cluster, namespace: str) -> dict[str, str] | None:
 
 def test_configmap_follows_the_custom_resource(cluster: Cluster, namespace: str,
                                                operator: OperatorProcess) -> None:
-    cluster.apply(EXAMPLE.format(greeting="hello"), namespace)
+    cluster.apply(example_manifest("hello", {"greeting": "hello", "audience": "world"}), namespace)
 
     data = wait_for(lambda: configmap_data(cluster, namespace), what="the ConfigMap to appear", timeout=90)
     assert data == {"greeting": "hello", "audience": "world"}

@@ -11,17 +11,8 @@ from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.support import ROOT, Cluster, OperatorProcess, wait_for
+from tests.support import ROOT, Cluster, OperatorProcess, example_manifest, wait_for
 
-EXAMPLE = """
-apiVersion: examples.playbook-operator.io/v1alpha1
-kind: Example
-metadata:
-  name: {name}
-spec:
-  data:
-    greeting: hello
-"""
 GVK = "examples.playbook-operator.io/v1alpha1, Kind=Example"
 CONTROLLER = "example-v1alpha1-controller"
 # Short, but consistent (lease > renew deadline > 1.2 x retry), so a failover takes seconds.
@@ -80,7 +71,7 @@ def test_metrics_and_probes(cluster: Cluster, crds: None, namespace: str, tmp_pa
         wait_for(lambda: http_get(op.url("/healthz")) == (200, "ok"), what="/healthz to answer 200")
         wait_for(lambda: http_get(op.url("/readyz")) == (200, "ok"), what="/readyz to answer 200")
 
-        cluster.apply(EXAMPLE.format(name="metered"), namespace)
+        cluster.apply(example_manifest("metered", {"greeting": "hello"}), namespace)
         wait_for(lambda: configmap(cluster, namespace, "metered"), what="the ConfigMap", timeout=90)
 
         def reconciled() -> Samples | None:
@@ -139,7 +130,7 @@ def test_leader_failover(cluster: Cluster, crds: None, namespace: str, tmp_path:
         assert sample(scrape(standby), "leader_election_master_status", name=lease) == 0.0
 
         # Exactly one reconciles.
-        cluster.apply(EXAMPLE.format(name="before"), namespace)
+        cluster.apply(example_manifest("before", {"greeting": "hello"}), namespace)
         wait_for(lambda: configmap(cluster, namespace, "before"), what="the leader to reconcile", timeout=90)
         wait_for(lambda: f"reconciled Example {namespace}/before" in leader.log(), what="the leader's log")
         assert "reconciled Example" not in standby.log()
@@ -157,7 +148,7 @@ def test_leader_failover(cluster: Cluster, crds: None, namespace: str, tmp_path:
         new_holder = wait_for(successor, what="the standby to take the lease", timeout=30)
         assert f"acquired leader lease {namespace}/{lease} as {new_holder}" in standby.log()
         assert lease_spec(cluster, namespace, lease).get("leaseTransitions") == transitions + 1
-        cluster.apply(EXAMPLE.format(name="after"), namespace)
+        cluster.apply(example_manifest("after", {"greeting": "hello"}), namespace)
         wait_for(lambda: configmap(cluster, namespace, "after"), what="the new leader to reconcile", timeout=90)
         wait_for(lambda: f"reconciled Example {namespace}/after" in standby.log(), what="the new leader's log")
         assert sample(scrape(standby), "leader_election_master_status", name=lease) == 1.0

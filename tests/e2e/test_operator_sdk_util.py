@@ -13,17 +13,7 @@ from typing import Any
 
 import yaml
 
-from tests.support import ROOT, Cluster
-
-EXAMPLE = """
-apiVersion: examples.playbook-operator.io/v1alpha1
-kind: Example
-metadata:
-  name: {name}
-spec:
-  data:
-    greeting: hello
-"""
+from tests.support import ROOT, Cluster, example_manifest
 
 OLD = "2020-01-01T00:00:00Z"
 
@@ -87,7 +77,7 @@ def example(cluster: Cluster, name: str, namespace: str) -> dict[str, Any]:
 def test_k8s_status_writes_merges_and_is_idempotent(
     cluster: Cluster, crds: None, namespace: str, tmp_path: Path
 ) -> None:
-    cluster.apply(EXAMPLE.format(name="st"), namespace)
+    cluster.apply(example_manifest("st", {"greeting": "hello"}), namespace)
     first_conditions = [
         {
             "type": "Ready",
@@ -206,7 +196,7 @@ def test_k8s_status_fails_clearly(cluster: Cluster, crds: None, namespace: str, 
 
 
 def test_k8s_event_creates_then_counts(cluster: Cluster, crds: None, namespace: str, tmp_path: Path) -> None:
-    cluster.apply(EXAMPLE.format(name="ev"), namespace)
+    cluster.apply(example_manifest("ev", {"greeting": "hello"}), namespace)
     uid = example(cluster, "ev", namespace)["metadata"]["uid"]
     event = {
         "name": "ev-reconciled",

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from runner.artifacts import MASK
-from tests.support import Cluster, OperatorProcess, wait_for
+from tests.support import Cluster, OperatorProcess, example_manifest, wait_for
 
 ROLE = Path(__file__).resolve().parent / "roles" / "secret_reader"
 
@@ -22,15 +22,6 @@ WATCHES = """\
   role: {role}
 """
 
-EXAMPLE = """
-apiVersion: examples.playbook-operator.io/v1alpha1
-kind: Example
-metadata:
-  name: careless
-spec:
-  data:
-    secret: db-credentials
-"""
 
 
 def failure_condition(cluster: Cluster, namespace: str) -> dict[str, Any] | None:
@@ -54,7 +45,7 @@ def test_secret_values_stay_in_the_secret(cluster: Cluster, crds: None, namespac
     watches.write_text(WATCHES.format(role=ROLE))
     cluster.kubectl("create", "secret", "generic", "db-credentials", "-n", namespace,
                     f"--from-literal=password={planted}")
-    cluster.apply(EXAMPLE, namespace)
+    cluster.apply(example_manifest("careless", {"secret": "db-credentials"}), namespace)
 
     operator = OperatorProcess(cluster, workdir=tmp_path, watches=watches)
     operator.start()
