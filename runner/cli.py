@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import json
 import logging
 import os
@@ -222,8 +223,9 @@ def _make_reconciler(args: argparse.Namespace, client: Any, artifacts: Path) -> 
 
 def _reconcile_once(args: argparse.Namespace, watches: list[Watch]) -> int:
     from runner import ansible, kube
-    from runner.extravars import build_extra_vars
-    from runner.reconcile import artifact_dir, target_of
+    from runner.dependents import read_reported
+    from runner.reconcile import DEPENDENTS_FILE, Settings, build_run_request, target_of
+    from runner.warm import WarmAnsible
 
     obj = yaml.safe_load(Path(args.filename).read_text())
     api_version, kind = obj.get("apiVersion", ""), obj.get("kind", "")
@@ -254,13 +256,16 @@ def _reconcile_once(args: argparse.Namespace, watches: list[Watch]) -> int:
             for d in task["diff"] if isinstance(task["diff"], list) else [task["diff"]]:
                 _print_diff(d)
 
+    # The operator's own way of running a role (owner references included), one time, verbosely.
     root = Path(tempfile.gettempdir()) / "playbook-operator" / "reconcile"
-    request = ansible.RunRequest(
-        target=target_of(watch), extravars=build_extra_vars(watch, obj),
-        private_data_dir=artifact_dir(root, watch, obj), max_artifacts=watch.max_runner_artifacts,
-        verbosity=args.ansible_verbosity, check=args.check, diff=args.diff,
-    )
-    result = ansible.run(request, on_task=show)
+    warm = WarmAnsible()
+    try:
+        settings = Settings(artifacts_root=root, check=args.check, diff=args.diff, warm=warm)
+        request, _ = build_run_request(settings, watch, obj, target=target_of(watch))
+        result = ansible.run(dataclasses.replace(request, verbosity=args.ansible_verbosity), on_task=show)
+        read_reported(request.private_data_dir / DEPENDENTS_FILE)  # nothing watches them here
+    finally:
+        warm.close()
     print(f"\n{kind} {obj['metadata']['namespace']}/{obj['metadata']['name']}: {result.status}  "
           f"ok={result.ok} changed={result.changed} skipped={result.skipped} failed={result.failures}"
           f"{'  (check mode: nothing was changed)' if args.check else ''}")

@@ -18,7 +18,7 @@ from typing import Any
 
 from runner import ansible, status
 from runner.dependents import DependentKind, read_reported
-from runner.extravars import build_extra_vars, object_overrides
+from runner.extravars import Overrides, build_extra_vars, object_overrides
 from runner.kube import Kube, ResourceRef
 from runner.ownerrefs import DEPENDENTS_ENV, OWNER_ENV
 from runner.warm import WarmAnsible
@@ -110,6 +110,40 @@ def _event_text(result: ansible.RunResult) -> str:
     return _failure_text(result)
 
 
+def build_run_request(settings: Settings, watch: Watch, obj: Mapping[str, Any], *, target: ansible.Target,
+                      finalizer_run: bool = False) -> tuple[ansible.RunRequest, Overrides]:
+    """The Ansible run for one object, and the object's own overrides of the watch's settings.
+
+    Shared by the operator and `playbook-operator reconcile`, so both run a role the same way
+    (extra vars, owner references, warm shims, artifacts)."""
+    private_dir = artifact_dir(settings.artifacts_root, watch, obj)
+    overrides = object_overrides(watch, obj)
+    request = ansible.RunRequest(
+        target=target,
+        extravars=build_extra_vars(watch, obj, finalizer=finalizer_run),
+        private_data_dir=private_dir,
+        # 0 keeps every artifact directory (the SDK's annotation); ansible-runner's 0 means the same.
+        max_artifacts=overrides.max_runner_artifacts,
+        verbosity=overrides.verbosity,
+        check=settings.check,
+        diff=settings.diff,
+        extra_args=settings.ansible_args,
+        env=run_env(settings, obj, private_dir / DEPENDENTS_FILE),
+        playbook_binary=settings.warm.playbook_binary if settings.warm else None,
+        interpreter=settings.warm.python_interpreter if settings.warm else None,
+    )
+    return request, overrides
+
+
+@dataclass(frozen=True)
+class Run:
+    """One finished Ansible run, with what the reconcile needs from it besides the result."""
+
+    result: ansible.RunResult
+    reconcile_period: float
+    dependents: frozenset[DependentKind]
+
+
 class Reconciler:
     def __init__(self, kube: Kube, settings: Settings) -> None:
         self.kube = kube
@@ -140,8 +174,8 @@ class Reconciler:
             await asyncio.to_thread(self.kube.update_status, ref, meta.get("namespace"), meta["name"],
                                     to_running)
 
-        result = await self._run(watch, obj, target=target_of(watch), finalizer_run=False)
-        return await self._finish(watch, ref, obj, result, started)
+        run = await self._run(watch, obj, target=target_of(watch), finalizer_run=False)
+        return await self._finish(watch, ref, obj, run, started)
 
     def _converged(self, obj: Mapping[str, Any]) -> bool:
         # A reconcile of an object whose generation was already handled successfully
@@ -153,44 +187,34 @@ class Reconciler:
                    for c in st.get("conditions") or [])
 
     async def _run(self, watch: Watch, obj: Mapping[str, Any], *, target: ansible.Target,
-                   finalizer_run: bool) -> ansible.RunResult:
-        private_dir = artifact_dir(self.settings.artifacts_root, watch, obj)
-        overrides = object_overrides(watch, obj)
+                   finalizer_run: bool) -> Run:
+        request, overrides = build_run_request(self.settings, watch, obj, target=target,
+                                               finalizer_run=finalizer_run)
         for warning in overrides.warnings:
             log.warning("%s %s/%s: %s", watch.kind, obj["metadata"].get("namespace", ""), obj["metadata"]["name"],
                         warning)
-        request = ansible.RunRequest(
-            target=target,
-            extravars=build_extra_vars(watch, obj, finalizer=finalizer_run),
-            private_data_dir=private_dir,
-            # 0 keeps every artifact directory (the SDK's annotation); ansible-runner's 0 means the same.
-            max_artifacts=overrides.max_runner_artifacts,
-            verbosity=overrides.verbosity,
-            check=self.settings.check,
-            diff=self.settings.diff,
-            extra_args=self.settings.ansible_args,
-            env=run_env(self.settings, obj, private_dir / DEPENDENTS_FILE),
-            playbook_binary=self.settings.warm.playbook_binary if self.settings.warm else None,
-            interpreter=self.settings.warm.python_interpreter if self.settings.warm else None,
-        )
-        return await asyncio.to_thread(ansible.run, request)
+        result = await asyncio.to_thread(ansible.run, request)
+        # Read (and remove) what this run reported, so the next run starts afresh.
+        dependents = read_reported(request.private_data_dir / DEPENDENTS_FILE)
+        return Run(result, overrides.reconcile_period, frozenset(dependents))
 
     async def _finalize(self, watch: Watch, ref: ResourceRef, obj: dict[str, Any], finalizer: str,
                         started: float) -> Outcome:
         assert watch.finalizer is not None
         target = finalizer_target(watch)
-        result = await self._run(watch, obj, target=target, finalizer_run=True)
-        if not result.successful:
-            return await self._finish(watch, ref, obj, result, started)
+        run = await self._run(watch, obj, target=target, finalizer_run=True)
+        if not run.result.successful:
+            return await self._finish(watch, ref, obj, run, started)
         fresh = await asyncio.to_thread(self.kube.get, ref, obj["metadata"].get("namespace"),
                                         obj["metadata"]["name"])
         if fresh is not None:
             remaining = [f for f in fresh["metadata"].get("finalizers") or [] if f != finalizer]
             await asyncio.to_thread(self.kube.set_finalizers, ref, fresh, remaining)
-        return Outcome(ok=True, changed=result.changed, duration=time.monotonic() - started)
+        return Outcome(ok=True, changed=run.result.changed, duration=time.monotonic() - started)
 
-    async def _finish(self, watch: Watch, ref: ResourceRef, obj: dict[str, Any], result: ansible.RunResult,
+    async def _finish(self, watch: Watch, ref: ResourceRef, obj: dict[str, Any], run: Run,
                       started: float) -> Outcome:
+        result = run.result
         failure = None if result.successful else _failure_text(result)
         if watch.manage_status:
             meta = obj["metadata"]
@@ -211,8 +235,6 @@ class Reconciler:
         if failure is not None:
             await asyncio.to_thread(self.kube.event, obj, type_="Warning", reason="ReconcileFailed",
                                     message=_event_text(result))
-        reported = read_reported(artifact_dir(self.settings.artifacts_root, watch, obj) / DEPENDENTS_FILE)
-        period = object_overrides(watch, obj).reconcile_period
         return Outcome(ok=failure is None, changed=result.changed, duration=time.monotonic() - started,
-                       message=failure or "", requeue_after=result.requeue_after or period or None,
-                       dependents=frozenset(reported), task_results=tuple(result.task_results))
+                       message=failure or "", requeue_after=result.requeue_after or run.reconcile_period or None,
+                       dependents=run.dependents, task_results=tuple(result.task_results))
