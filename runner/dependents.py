@@ -6,6 +6,12 @@ Roles report the kinds they touch through `runner.ownerrefs` (a file per run); t
 module keeps one watch per kind, in a thread, and maps each change to its owners:
 owner references in the same namespace, the SDK's `operator-sdk/primary-resource`
 annotations elsewhere.
+
+Objects a run only read are followed as well (`ReadInterest`): each owner's latest run
+says what it read (a name, or a list with or without a label selector, in a namespace), and
+a change to a matching object of that kind reconciles it. That is how a role that depends on
+objects it does not own (a Secret it projects, workloads it selects, a service that does not
+exist yet) sees them change, without writing anything onto them.
 """
 
 from __future__ import annotations
@@ -42,8 +48,27 @@ class OwnerKey:
     name: str
 
 
+@dataclass(frozen=True)
+class ReadInterest(DependentKind):
+    """An object or a list a run read: its kind, namespace ("" for all namespaces or cluster
+    scope), and a name or a label selector ("" for none: every object of the kind there)."""
+
+    namespace: str = ""
+    name: str = ""
+    label_selector: str = ""
+
+    def matches(self, obj: Mapping[str, Any]) -> bool:
+        meta = obj.get("metadata") or {}
+        if self.namespace and (meta.get("namespace") or "") != self.namespace:
+            return False
+        if self.name:
+            return bool(meta.get("name") == self.name)
+        return not self.label_selector or selector_matches(self.label_selector, meta.get("labels") or {})
+
+
 def read_reported(path: Path) -> set[DependentKind]:
-    """The kinds a run reported (and the file removed, so the next run starts afresh)."""
+    """The kinds a run reported, created or read (and the file removed, so the next run starts
+    afresh). Reads come back as ReadInterests."""
     kinds: set[DependentKind] = set()
     try:
         lines = path.read_text().splitlines()
@@ -53,10 +78,68 @@ def read_reported(path: Path) -> set[DependentKind]:
     for line in lines:
         try:
             entry = json.loads(line)
-            kinds.add(DependentKind(str(entry["apiVersion"]), str(entry["kind"]), bool(entry["namespaced"])))
-        except (ValueError, KeyError, TypeError):
+            kind = (str(entry["apiVersion"]), str(entry["kind"]), bool(entry["namespaced"]))
+            read = entry.get("read")
+            if isinstance(read, dict):
+                kinds.add(ReadInterest(*kind, namespace=str(read.get("namespace") or ""),
+                                       name=str(read.get("name") or ""),
+                                       label_selector=str(read.get("labelSelector") or "")))
+            else:
+                kinds.add(DependentKind(*kind))
+        except (ValueError, KeyError, TypeError, AttributeError):
             continue
     return kinds
+
+
+def _split_requirements(selector: str) -> list[str]:
+    parts, depth, current = [], 0, ""
+    for ch in selector:
+        if ch == "(":
+            depth += 1
+        elif ch == ")":
+            depth -= 1
+        if ch == "," and depth == 0:
+            parts.append(current.strip())
+            current = ""
+        else:
+            current += ch
+    if current.strip():
+        parts.append(current.strip())
+    return parts
+
+
+def selector_matches(selector: str, labels: Mapping[str, str]) -> bool:
+    """A label selector in its string form (`a=b,c!=d,e in (x,y),f notin (z),g,!h`) against
+    labels. A requirement this cannot parse matches, so a doubt costs a reconcile, never a
+    missed one."""
+    for req in _split_requirements(selector):
+        if req.startswith("!"):
+            if req[1:].strip() in labels:
+                return False
+            continue
+        for op in ("!=", "==", "="):
+            if op in req:
+                key, _, value = (p.strip() for p in req.partition(op))
+                if (labels.get(key) == value) == (op == "!="):
+                    return False
+                break
+        else:
+            words = req.split(None, 2)
+            if len(words) == 3 and words[1] in ("in", "notin") and words[2].startswith("("):
+                values = {v.strip() for v in words[2].strip("() ").split(",")}
+                inside = labels.get(words[0]) in values
+                if inside != (words[1] == "in"):
+                    return False
+            elif len(words) == 1 and words[0] not in labels:
+                return False
+    return True
+
+
+def readers_of(obj: Mapping[str, Any], api_version: str, kind: str,
+               interests: Mapping[OwnerKey, frozenset[ReadInterest]]) -> list[OwnerKey]:
+    """The owners whose latest run read this object (by name, or by a list that includes it)."""
+    return [owner for owner, reads in interests.items()
+            if any(r.api_version == api_version and r.kind == kind and r.matches(obj) for r in reads)]
 
 
 def owners_of(obj: Mapping[str, Any]) -> list[OwnerKey]:
@@ -89,10 +172,20 @@ class DependentWatches:
         self.notify = notify
         self.api_client = api_client
         self._watching: set[tuple[str, str]] = set()
+        self._reads: dict[OwnerKey, frozenset[ReadInterest]] = {}
         self._lock = threading.Lock()
         self._stopped = threading.Event()
 
-    def ensure(self, kinds: Iterable[DependentKind]) -> None:
+    def ensure(self, kinds: Iterable[DependentKind], owner: OwnerKey | None = None) -> None:
+        """Watch these kinds; with an `owner`, its reads among them replace those of its last run."""
+        kinds = list(kinds)
+        if owner is not None:
+            reads = frozenset(k for k in kinds if isinstance(k, ReadInterest))
+            with self._lock:
+                if reads:
+                    self._reads[owner] = reads
+                else:
+                    self._reads.pop(owner, None)
         for dep in kinds:
             key = (dep.api_version, dep.kind)
             with self._lock:
@@ -105,6 +198,18 @@ class DependentWatches:
     def watching(self) -> set[tuple[str, str]]:
         with self._lock:
             return set(self._watching)
+
+    def forget(self, owner: OwnerKey) -> None:
+        """The owner is gone: its reads no longer reconcile anything."""
+        with self._lock:
+            self._reads.pop(owner, None)
+
+    def interested(self, obj: Mapping[str, Any], dep: DependentKind) -> list[OwnerKey]:
+        """Everyone to reconcile for a change to `obj`: its owners and the owners that read it."""
+        with self._lock:
+            reads = dict(self._reads)
+        owners = owners_of(obj)
+        return owners + [o for o in readers_of(obj, dep.api_version, dep.kind, reads) if o not in owners]
 
     def stop(self) -> None:
         self._stopped.set()
@@ -123,7 +228,7 @@ class DependentWatches:
                 # What exists may have changed between its run and this watch: its owners run once
                 # more (as an informer's initial list does for the SDK).
                 for item in listing.to_dict().get("items") or []:
-                    for owner in owners_of(item):
+                    for owner in self.interested(item, dep):
                         self.loop.call_soon_threadsafe(self.notify, owner)
                 while not self._stopped.is_set():
                     stream = api.watch(  # type: ignore[no-untyped-call]
@@ -132,7 +237,7 @@ class DependentWatches:
                         obj = event["raw_object"]
                         version = obj.get("metadata", {}).get("resourceVersion", version)
                         if event["type"] in ("MODIFIED", "DELETED", "ADDED"):
-                            for owner in owners_of(obj):
+                            for owner in self.interested(obj, dep):
                                 self.loop.call_soon_threadsafe(self.notify, owner)
                         if self._stopped.is_set():
                             return

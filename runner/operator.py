@@ -77,13 +77,17 @@ class WatchController:
         if latest is not None:
             self.queue.add(key, latest)
 
-    def _watch_dependents(self, kinds: frozenset[DependentKind]) -> None:
+    def owner_key(self, obj: Mapping[str, Any]) -> OwnerKey:
+        meta = obj["metadata"]
+        return OwnerKey(self.watch.group, self.watch.kind, meta.get("namespace") or "", meta["name"])
+
+    def _watch_dependents(self, obj: Mapping[str, Any], kinds: frozenset[DependentKind]) -> None:
         w = self.watch
-        if self.dependents is None or not w.watch_dependent_resources or not kinds:
+        if self.dependents is None or not w.watch_dependent_resources:
             return
         blocked = {(b.api_version, b.kind) for b in w.blacklist}
-        self.dependents.ensure(k for k in kinds if (k.api_version, k.kind) not in blocked
-                               and (k.namespaced or w.watch_cluster_scoped_resources))
+        self.dependents.ensure((k for k in kinds if (k.api_version, k.kind) not in blocked
+                                and (k.namespaced or w.watch_cluster_scoped_resources)), owner=self.owner_key(obj))
 
     async def on_event(self, event: Mapping[str, Any], resource: Any) -> None:
         obj = event.get("object") or {}
@@ -96,6 +100,8 @@ class WatchController:
         if event.get("type") == "DELETED":
             self.queue.forget(key)
             self.trigger.forget(key)
+            if self.dependents is not None:
+                self.dependents.forget(self.owner_key(obj))
             return
         if not self.watch.selects(obj):
             return
@@ -118,7 +124,7 @@ class WatchController:
                                        "name": meta["name"], "result": result,
                                        "duration": round(outcome.duration, 3), "changed": outcome.changed}})
             self._count(outcome)
-            self._watch_dependents(outcome.dependents)
+            self._watch_dependents(obj, outcome.dependents)
         requeue = outcome.requeue_after  # the requeue_after module, else the (annotated) reconcilePeriod
         return Result(ok=outcome.ok, requeue_after=requeue if outcome.ok else None)
 

@@ -8,6 +8,12 @@ to it; one created elsewhere (another namespace, or cluster-scoped) gets the SDK
 ``operator-sdk/primary-resource`` annotations instead. Objects whose body already
 names the owner are left as they are. Each created kind is appended to
 ``PLAYBOOK_OPERATOR_DEPENDENTS`` so the operator can watch it.
+
+Reads are reported too: every GET by name and every LIST (with its label selector) a run makes
+through the client's ``get``, whether it found anything or not, becomes a line with a ``read``
+entry, so an object the role depends on without owning it (a Secret it projects, a workload it
+selects, a service that does not exist yet) reconciles the owner when it appears or changes.
+Reads of the owner itself and of Events are not reported: neither is what a role depends on.
 """
 
 from __future__ import annotations
@@ -95,6 +101,38 @@ def _record_dependent(body: Mapping[str, Any], path: str) -> None:
         pass
 
 
+def read_entry(api_version: str, kind: str, namespaced: bool, *, namespace: str | None, name: str | None,
+               label_selector: str | None, owner: Mapping[str, str]) -> dict[str, Any] | None:
+    """The line that reports one read, or None for reads not worth watching."""
+    if not kind or not api_version or kind.endswith("List") or kind == "Event":
+        return None
+    if (api_version == owner.get("apiVersion") and kind == owner.get("kind") and name == owner.get("name")
+            and (namespace or "") == (owner.get("namespace") or "")):
+        return None
+    return {"apiVersion": api_version, "kind": kind, "namespaced": bool(namespaced),
+            "read": {"namespace": namespace or "", "name": name or "", "labelSelector": label_selector or ""}}
+
+
+def _record_read(resource: Any, name: Any, namespace: Any, label_selector: Any, owner: Mapping[str, str]) -> None:
+    out = os.environ.get(DEPENDENTS_ENV)
+    if not out:
+        return
+    try:
+        entry = read_entry(str(resource.group_version), str(resource.kind), bool(resource.namespaced),
+                           namespace=namespace if isinstance(namespace, str) else None,
+                           name=name if isinstance(name, str) else None,
+                           label_selector=label_selector if isinstance(label_selector, str) else None, owner=owner)
+    except AttributeError:
+        return
+    if entry is None:
+        return
+    try:
+        with open(out, "a") as f:
+            f.write(json.dumps(entry) + "\n")
+    except OSError:
+        pass
+
+
 class _PatchOnImport(importlib.abc.MetaPathFinder):
     """Patches the kubernetes client right after a module imports it, so an interpreter that
     never talks to Kubernetes never pays for importing the client."""
@@ -177,3 +215,14 @@ def _wrap(cls: Any) -> None:
 
     request._playbook_operator_owner_refs = True  # type: ignore[attr-defined]
     cls.request = request
+
+    original_get = cls.get
+
+    def get(self: Any, resource: Any, name: Any = None, namespace: Any = None, **params: Any) -> Any:
+        owner = owner_from_env(os.environ)
+        if owner is not None:
+            # Recorded before the call: a read that finds nothing (404) matters as much.
+            _record_read(resource, name, namespace, params.get("label_selector"), owner)
+        return original_get(self, resource, name=name, namespace=namespace, **params)
+
+    cls.get = get
