@@ -114,9 +114,9 @@ def test_type_and_provider_override_through_the_downward_api() -> None:
     assert sources[0] == {"secret": {"name": "creds"}}
     assert [s["downwardAPI"]["items"][0]["path"] for s in sources[1:]] == ["type", "provider"]
     assert sources[1]["downwardAPI"]["items"][0]["fieldRef"] == {
-        "fieldPath": f"metadata.annotations['servicebinding.playbook-operator.io/type-{UID}']"}
+        "apiVersion": "v1", "fieldPath": f"metadata.annotations['servicebinding.playbook-operator.io/type-{UID}']"}
     assert container(new)["env"][1] == {"name": "KIND", "valueFrom": {"fieldRef": {
-        "fieldPath": f"metadata.annotations['servicebinding.playbook-operator.io/type-{UID}']"}}}
+        "apiVersion": "v1", "fieldPath": f"metadata.annotations['servicebinding.playbook-operator.io/type-{UID}']"}}}
 
 
 def test_container_filter_and_init_containers() -> None:

@@ -270,7 +270,8 @@ def _container_name(container: Any, entry: Mapping[str, Any]) -> str | None:
 
 
 def _field_ref(annotation: str) -> dict[str, Any]:
-    return {"fieldPath": f"metadata.annotations['{annotation}']"}
+    # apiVersion as the apiserver defaults it, so a projection read back compares equal.
+    return {"apiVersion": "v1", "fieldPath": f"metadata.annotations['{annotation}']"}
 
 
 def read_record(workload: Mapping[str, Any], binding: Mapping[str, Any]) -> dict[str, Any] | None:
@@ -308,7 +309,7 @@ def unproject(workload: dict[str, Any], binding: Mapping[str, Any], fallback_map
     created = list(record.get("created") or [])
     kept_root: list[str] = out["root"]
     kept_created: list[str] = out["created"]
-    ours = {json.dumps(_field_ref(n["type"]), sort_keys=True), json.dumps(_field_ref(n["provider"]), sort_keys=True)}
+    ours = {_field_ref(n["type"])["fieldPath"], _field_ref(n["provider"])["fieldPath"]}
 
     def is_ours(env: Any) -> bool:
         source = env.get("valueFrom") if isinstance(env, dict) else None
@@ -319,7 +320,7 @@ def unproject(workload: dict[str, Any], binding: Mapping[str, Any], fallback_map
                 and env.get("name") in (record.get("env") or [])):
             return True
         field = source.get("fieldRef")
-        return isinstance(field, dict) and json.dumps(field, sort_keys=True) in ours
+        return isinstance(field, dict) and field.get("fieldPath") in ours
 
     def drop(items: Any, ptr: str, doomed: Any) -> None:
         if not isinstance(items, list):
