@@ -1,0 +1,517 @@
+"""The PodSet rollout filters without a cluster: template hashes, rolling bounds with a
+Deployment's rounding, and podset_rollout driven step by step against a simulated namespace
+(pods that become ready or never do, a clock), checking the bounds after every step, the
+rollback on a missed deadline, pause, Recreate, revision numbering and pruning."""
+
+from __future__ import annotations
+
+import copy
+import datetime
+import itertools
+import sys
+from typing import Any
+
+import pytest
+
+from tests.support import ROOT
+
+sys.path.insert(0, str(ROOT / "collections"))
+
+from ansible.errors import AnsibleFilterError
+from ansible_collections.operator_sdk.util.plugins.module_utils.status import desired_status
+from ansible_collections.playbook_operator.workloads.plugins.filter import rollout as r
+
+START = datetime.datetime(2024, 6, 1, 12, 0, 0, tzinfo=datetime.UTC)
+UID = "3c1a9a5e-0000-4000-8000-000000000001"
+NS = "apps"
+OWNER = {"apiVersion": "workloads.playbook-operator.io/v1alpha1", "kind": "PodSet", "name": "web", "uid": UID,
+         "controller": True, "blockOwnerDeletion": True}
+
+
+def stamp(moment: datetime.datetime) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def template(image: str = "web:1", annotations: dict[str, str] | None = None) -> dict[str, Any]:
+    meta: dict[str, Any] = {"labels": {"app": "web"}}
+    if annotations:
+        meta["annotations"] = annotations
+    return {"metadata": meta, "spec": {"containers": [{"name": "web", "image": image}]}}
+
+
+def make_podset(replicas: int = 3, *, strategy: dict[str, Any] | None = None, deadline: int = 600,
+                history: int = 10, paused: bool = False, rollback: bool = True, min_ready: int = 0,
+                image: str = "web:1") -> dict[str, Any]:
+    return {
+        "apiVersion": "workloads.playbook-operator.io/v1alpha1",
+        "kind": "PodSet",
+        "metadata": {"name": "web", "namespace": NS, "uid": UID, "generation": 1},
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": {"app": "web"}},
+            "template": template(image),
+            "strategy": strategy or {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": "25%",
+                                                                                 "maxUnavailable": "25%"}},
+            "progressDeadlineSeconds": deadline,
+            "revisionHistoryLimit": history,
+            "paused": paused,
+            "rollback": {"enabled": rollback},
+            "minReadySeconds": min_ready,
+        },
+    }
+
+
+class Namespace:
+    """Pods, revision records and a PodSet's status, changed only by applying plans; pods become
+    ready one tick after creation unless their image is in `broken`."""
+
+    def __init__(self, podset: dict[str, Any]) -> None:
+        self.podset = podset
+        self.pods: dict[str, dict[str, Any]] = {}
+        self.revisions: dict[str, dict[str, Any]] = {}
+        self.now = START
+        self.broken: set[str] = set()
+        self.events: list[dict[str, Any]] = []
+        self.serial = itertools.count()
+        self.samples: list[tuple[int, int]] = []
+
+    def plan(self) -> dict[str, Any]:
+        return r.podset_rollout(self.podset, list(self.pods.values()), list(self.revisions.values()),
+                                stamp(self.now), OWNER)
+
+    def step(self) -> dict[str, Any]:
+        plan = self.plan()
+        for manifest in plan["revisions"]["create"]:
+            self.revisions[manifest["metadata"]["name"]] = copy.deepcopy(manifest)
+        for change in plan["revisions"]["renumber"]:
+            self.revisions[change["name"]]["revision"] = change["revision"]
+        for _ in range(plan["create"]):
+            name = f"web-{next(self.serial)}"
+            tmpl = plan["create_template"]
+            self.pods[name] = {
+                "metadata": {"name": name, "namespace": NS, "labels": dict(tmpl["labels"]),
+                             "annotations": dict(tmpl["annotations"]), "ownerReferences": [dict(OWNER)],
+                             "creationTimestamp": stamp(self.now)},
+                "spec": copy.deepcopy(tmpl["spec"]),
+                "status": {"phase": "Pending"},
+            }
+        for name in plan["replace_terminal"] + plan["delete"]:
+            del self.pods[name]
+        self.podset["status"] = desired_status(self.podset.get("status"), {**plan["counts"], **plan["status"]},
+                                               plan["conditions"] or None, now=stamp(self.now))
+        self.events += plan["events"]
+        for name in plan["revisions"]["prune"]:
+            del self.revisions[name]
+        self.samples.append((self.total(), self.ready()))
+        return plan
+
+    def tick(self, seconds: float = 1) -> None:
+        """Time passes; pending pods start, and become ready unless their image is broken."""
+        self.now += datetime.timedelta(seconds=seconds)
+        for pod in self.pods.values():
+            if pod["status"].get("phase") == "Pending":
+                image = pod["spec"]["containers"][0]["image"]
+                ready = image not in self.broken
+                pod["status"] = {"phase": "Running", "conditions": [
+                    {"type": "Ready", "status": "True" if ready else "False", "lastTransitionTime": stamp(self.now)}]}
+
+    def total(self) -> int:
+        return len(self.pods)
+
+    def ready(self) -> int:
+        return sum(1 for p in self.pods.values()
+                   if any(c["type"] == "Ready" and c["status"] == "True" for c in p["status"].get("conditions", [])))
+
+    def images(self) -> list[str]:
+        return sorted(p["spec"]["containers"][0]["image"] for p in self.pods.values())
+
+    def converge(self, steps: int = 60, seconds: float = 1) -> None:
+        for _ in range(steps):
+            plan = self.step()
+            self.tick(seconds)
+            if not plan["create"] and not plan["delete"] and not plan["revisions"]["create"] and self.settled():
+                return
+        raise AssertionError(f"no convergence in {steps} steps: {self.podset.get('status')}")
+
+    def settled(self) -> bool:
+        status = self.podset.get("status") or {}
+        return status.get("currentRevision") == status.get("updateRevision") and bool(status.get("currentRevision"))
+
+    def condition(self, kind: str) -> dict[str, Any]:
+        return next(c for c in self.podset["status"]["conditions"] if c["type"] == kind)
+
+    def set_image(self, image: str) -> None:
+        self.podset["spec"]["template"] = template(image)
+
+
+# --- hashes and bounds -----------------------------------------------------------------------
+
+
+def test_template_hash_is_stable_short_and_order_independent() -> None:
+    a = {"metadata": {"labels": {"app": "web", "tier": "x"}}, "spec": {"containers": [{"name": "c", "image": "i"}]}}
+    b = {"spec": {"containers": [{"image": "i", "name": "c"}]}, "metadata": {"labels": {"tier": "x", "app": "web"}}}
+    assert r.podset_template_hash(a) == r.podset_template_hash(b)
+    assert len(r.podset_template_hash(a)) == 10
+    assert r.podset_template_hash(a) != r.podset_template_hash(template("other"))
+    assert r.podset_template_hash(a, 1) != r.podset_template_hash(a)
+    with pytest.raises(AnsibleFilterError):
+        r.podset_template_hash("nope")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(("replicas", "surge", "unavailable", "expected"), [
+    (10, "25%", "25%", (3, 2)),  # surge rounds up, unavailable down
+    (3, "25%", "25%", (1, 0)),
+    (4, "25%", "25%", (1, 1)),
+    (3, 0, 0, (0, 1)),  # both zero: unavailable becomes 1
+    (3, "0%", "0%", (0, 1)),
+    (5, 2, 1, (2, 1)),
+    (3, "100%", "100%", (3, 3)),
+    (2, 0, 5, (0, 2)),  # never more unavailable than replicas
+    (0, "25%", "25%", (0, 1)),
+])
+def test_rolling_bounds_follow_deployment_rounding(replicas: int, surge: Any, unavailable: Any,
+                                                   expected: tuple[int, int]) -> None:
+    ps = make_podset(replicas, strategy={"type": "RollingUpdate",
+                                         "rollingUpdate": {"maxSurge": surge, "maxUnavailable": unavailable}})
+    bounds = r.podset_rolling_bounds(ps)
+    assert (bounds["maxSurge"], bounds["maxUnavailable"]) == (expected[0], min(expected[1], replicas))
+
+
+def test_rolling_bounds_default_to_25_percent_and_recreate_has_no_surge() -> None:
+    ps = make_podset(8, strategy={"type": "RollingUpdate"})
+    assert r.podset_rolling_bounds(ps) == {"maxSurge": 2, "maxUnavailable": 2}
+    assert r.podset_rolling_bounds(make_podset(4, strategy={"type": "Recreate"})) == {"maxSurge": 0,
+                                                                                     "maxUnavailable": 4}
+
+
+@pytest.mark.parametrize("bad", ["150", "x%", "-1", -1, True, "1.5%"])
+def test_bad_bounds_fail_clearly(bad: Any) -> None:
+    ps = make_podset(3, strategy={"type": "RollingUpdate", "rollingUpdate": {"maxSurge": bad}})
+    if bad == "150":  # a plain number in a string is a count, as in a Deployment
+        assert r.podset_rolling_bounds(ps)["maxSurge"] == 150
+        return
+    with pytest.raises(AnsibleFilterError, match="maxSurge"):
+        r.podset_rolling_bounds(ps)
+
+
+# --- first rollout and steady state --------------------------------------------------------
+
+
+def test_first_reconcile_records_revision_1_and_creates_the_pods() -> None:
+    ns = Namespace(make_podset(3))
+    plan = ns.step()
+    [record] = plan["revisions"]["create"]
+    digest = r.podset_template_hash(template("web:1"))
+    assert record["metadata"]["name"] == f"web-{digest}"
+    assert record["revision"] == 1
+    assert record["data"] == {"template": template("web:1")}
+    assert r.podset_revision_template(record) == template("web:1")
+    assert record["metadata"]["labels"] == {r.PODSET_LABEL: "web", r.HASH_LABEL: digest}
+    assert record["metadata"]["ownerReferences"] == [OWNER]
+    assert plan["create"] == 3
+    assert plan["create_template"]["labels"] == {"app": "web", r.HASH_LABEL: digest}
+    assert ns.podset["status"]["updateRevision"] == f"web-{digest}"
+    assert "currentRevision" not in ns.podset["status"]
+    assert ns.condition("Progressing")["reason"] == "NewReplicaSetCreated"
+
+
+def test_converged_podset_plans_nothing_and_keeps_its_conditions() -> None:
+    ns = Namespace(make_podset(3))
+    ns.converge()
+    before = copy.deepcopy(ns.podset["status"])
+    ns.tick(3600)
+    plan = ns.step()
+    assert (plan["create"], plan["delete"], plan["revisions"]) == (0, [], {"create": [], "renumber": [], "prune": []})
+    assert plan["requeue_after"] == 0
+    assert ns.podset["status"] == before
+    assert ns.condition("Progressing")["reason"] == "NewReplicaSetAvailable"
+    assert ns.condition("Available")["status"] == "True"
+
+
+def test_a_lost_pod_of_a_finished_rollout_is_replaced_without_a_deadline() -> None:
+    ns = Namespace(make_podset(3, deadline=5))
+    ns.converge()
+    del ns.pods[next(iter(ns.pods))]
+    ns.tick(3600)
+    plan = ns.step()
+    assert plan["create"] == 1
+    assert ns.condition("Progressing")["reason"] == "NewReplicaSetAvailable"
+    assert not plan["events"]
+
+
+# --- rolling update ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("replicas", "surge", "unavailable"), [
+    (3, "25%", "25%"), (4, 1, 1), (5, 0, 1), (5, 2, 0), (10, "30%", "20%"), (1, 1, 0), (1, 0, 1), (6, 6, 0),
+])
+def test_rolling_update_never_crosses_its_bounds(replicas: int, surge: Any, unavailable: Any) -> None:
+    strategy = {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": surge, "maxUnavailable": unavailable}}
+    ns = Namespace(make_podset(replicas, strategy=strategy))
+    ns.converge()
+    bounds = r.podset_rolling_bounds(ns.podset)
+    ns.samples.clear()
+    ns.set_image("web:2")
+    ns.converge()
+    assert ns.images() == ["web:2"] * replicas
+    for total, ready in ns.samples:
+        assert total <= replicas + bounds["maxSurge"]
+        assert ready >= replicas - bounds["maxUnavailable"]
+    assert len(ns.samples) > 1
+    status = ns.podset["status"]
+    assert status["currentRevision"] == status["updateRevision"] == f"web-{r.podset_template_hash(template('web:2'))}"
+    assert status["updatedReplicas"] == replicas
+
+
+def test_rollout_replaces_unavailable_old_pods_first() -> None:
+    ns = Namespace(make_podset(4, strategy={"type": "RollingUpdate",
+                                            "rollingUpdate": {"maxSurge": 0, "maxUnavailable": 1}}))
+    ns.converge()
+    sick = sorted(ns.pods)[2]
+    ns.pods[sick]["status"]["conditions"][0]["status"] = "False"
+    ns.set_image("web:2")
+    plan = ns.plan()
+    assert plan["delete"] == [sick]
+
+
+def test_minready_seconds_slows_the_rollout_and_asks_to_look_again() -> None:
+    ns = Namespace(make_podset(2, min_ready=10, strategy={"type": "RollingUpdate",
+                                                          "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}}))
+    ns.converge(seconds=11)
+    ns.set_image("web:2")
+    plan = ns.step()
+    assert plan["create"] == 1 and plan["delete"] == []
+    ns.tick(1)  # ready now, but not available for another 10 s
+    plan = ns.step()
+    assert plan["delete"] == []
+    assert 1 <= plan["requeue_after"] <= 11
+
+
+# --- Recreate ------------------------------------------------------------------------------
+
+
+def test_recreate_removes_every_old_pod_before_creating_new_ones() -> None:
+    ns = Namespace(make_podset(3, strategy={"type": "Recreate"}))
+    ns.converge()
+    ns.set_image("web:2")
+    plan = ns.step()
+    assert plan["create"] == 0 and len(plan["delete"]) == 3
+    plan = ns.step()
+    assert plan["create"] == 3
+    ns.converge()
+    assert ns.images() == ["web:2"] * 3
+
+
+def test_recreate_waits_for_old_pods_still_terminating() -> None:
+    ns = Namespace(make_podset(2, strategy={"type": "Recreate"}))
+    ns.converge()
+    ns.set_image("web:2")
+    for pod in ns.pods.values():
+        pod["metadata"]["deletionTimestamp"] = stamp(ns.now)
+    assert ns.plan()["create"] == 0
+
+
+# --- deadline and rollback -----------------------------------------------------------------
+
+
+def broken_rollout(rollback: bool = True, deadline: int = 30) -> Namespace:
+    ns = Namespace(make_podset(3, deadline=deadline, rollback=rollback))
+    ns.converge()
+    ns.broken.add("web:2")
+    ns.set_image("web:2")
+    return ns
+
+
+def test_a_template_that_never_becomes_ready_is_rolled_back_after_the_deadline() -> None:
+    ns = broken_rollout()
+    good = ns.podset["status"]["currentRevision"]
+    bad = f"web-{r.podset_template_hash(template('web:2'))}"
+    for _ in range(5):
+        plan = ns.step()
+        ns.tick(1)
+    assert ns.condition("Progressing")["reason"] == "ReplicaSetUpdated"
+    assert 1 <= plan["requeue_after"] <= 31
+    assert "web:2" in ns.images()
+    ns.tick(30)
+    plan = ns.step()
+    [event] = plan["events"]
+    assert event["reason"] == "RolledBack" and good in event["message"] and bad in event["message"]
+    assert "revision 2" in event["message"] and "revision 1" in event["message"]
+    status = ns.podset["status"]
+    assert status["failedRevision"] == bad
+    assert status["updateRevision"] == status["currentRevision"] == good
+    assert ns.condition("Progressing")["status"] == "False"
+    assert ns.condition("Progressing")["reason"] == "ProgressDeadlineExceeded"
+    assert plan["delete"], "the broken pods go at once"
+    ns.converge()
+    assert ns.images() == ["web:1"] * 3
+    # It stays on the good revision: no new Event, no new attempt, however long it waits.
+    for _ in range(3):
+        ns.tick(3600)
+        plan = ns.step()
+        assert plan["create"] == 0 and not plan["events"]
+    assert ns.condition("Progressing")["reason"] == "ProgressDeadlineExceeded"
+    assert len(ns.events) == 1
+
+
+def test_a_new_template_after_a_rollback_rolls_out_again() -> None:
+    ns = broken_rollout()
+    for _ in range(3):
+        ns.step()
+        ns.tick(40)
+    assert ns.podset["status"].get("failedRevision")
+    ns.converge()
+    ns.set_image("web:3")
+    ns.converge()
+    assert ns.images() == ["web:3"] * 3
+    assert "failedRevision" not in ns.podset["status"]
+    assert ns.condition("Progressing")["reason"] == "NewReplicaSetAvailable"
+
+
+def test_with_rollback_disabled_it_only_reports() -> None:
+    ns = broken_rollout(rollback=False)
+    for _ in range(3):
+        ns.step()
+        ns.tick(40)
+    status = ns.podset["status"]
+    assert "failedRevision" not in status
+    assert ns.condition("Progressing")["reason"] == "ProgressDeadlineExceeded"
+    assert [e["reason"] for e in ns.events] == ["ProgressDeadlineExceeded"]
+    assert "rollback is disabled" in ns.events[0]["message"]
+    assert "web:2" in ns.images()
+
+
+def test_a_first_rollout_that_fails_has_nothing_to_roll_back_to() -> None:
+    ns = Namespace(make_podset(2, deadline=10))
+    ns.broken.add("web:1")
+    for _ in range(4):
+        ns.step()
+        ns.tick(6)
+    assert ns.condition("Progressing")["reason"] == "ProgressDeadlineExceeded"
+    assert "no healthy revision" in ns.events[0]["message"]
+    assert ns.images() == ["web:1", "web:1"]
+
+
+# --- pause ---------------------------------------------------------------------------------
+
+
+def test_paused_freezes_the_rollout_but_keeps_the_count() -> None:
+    ns = Namespace(make_podset(4, strategy={"type": "RollingUpdate",
+                                            "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}}))
+    ns.converge()
+    ns.set_image("web:2")
+    ns.step()
+    ns.tick()
+    ns.step()
+    ns.tick()
+    frozen = ns.images()
+    assert frozen.count("web:2") >= 1 and frozen.count("web:1") >= 1
+    ns.podset["spec"]["paused"] = True
+    for _ in range(3):
+        plan = ns.step()
+        ns.tick(3600)
+        assert plan["delete"] == [] and plan["create"] == 0
+    assert ns.images() == frozen
+    assert ns.condition("Progressing")["reason"] == "DeploymentPaused"
+    del ns.pods[sorted(ns.pods)[-1]]
+    plan = ns.step()
+    assert plan["create"] == 1
+    ns.podset["spec"]["paused"] = False
+    ns.tick()
+    ns.converge()
+    assert ns.images() == ["web:2"] * 4
+
+
+def test_a_template_change_while_paused_is_not_rolled_out() -> None:
+    ns = Namespace(make_podset(2))
+    ns.converge()
+    ns.podset["spec"]["paused"] = True
+    ns.set_image("web:2")
+    plan = ns.step()
+    assert plan["revisions"]["create"] == [] and plan["create"] == 0 and plan["delete"] == []
+    assert ns.images() == ["web:1", "web:1"]
+
+
+# --- revisions -----------------------------------------------------------------------------
+
+
+def test_going_back_to_an_old_template_renumbers_its_revision() -> None:
+    ns = Namespace(make_podset(2))
+    ns.converge()
+    ns.set_image("web:2")
+    ns.converge()
+    ns.set_image("web:1")
+    plan = ns.step()
+    first = f"web-{r.podset_template_hash(template('web:1'))}"
+    assert plan["revisions"]["create"] == []
+    assert plan["revisions"]["renumber"] == [{"name": first, "revision": 3}]
+    ns.converge()
+    assert ns.images() == ["web:1", "web:1"]
+    assert ns.plan()["revisions"]["renumber"] == []
+
+
+def test_history_is_pruned_to_the_limit_oldest_first() -> None:
+    ns = Namespace(make_podset(1, history=2))
+    for version in range(1, 7):
+        ns.set_image(f"web:{version}")
+        ns.converge()
+    numbers = sorted(rec["revision"] for rec in ns.revisions.values())
+    assert numbers == [4, 5, 6]  # the current one and two old ones
+    ns.podset["spec"]["revisionHistoryLimit"] = 0
+    ns.converge()
+    assert [rec["revision"] for rec in ns.revisions.values()] == [6]
+
+
+def test_a_revision_with_pods_is_never_pruned() -> None:
+    ns = Namespace(make_podset(2, history=0, strategy={"type": "RollingUpdate",
+                                                       "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}}))
+    ns.converge()
+    ns.set_image("web:2")
+    plan = ns.step()
+    assert plan["revisions"]["prune"] == []
+    assert len(ns.revisions) == 2
+
+
+def test_revisions_of_other_podsets_are_ignored() -> None:
+    foreign = {"metadata": {"name": "web-x", "ownerReferences": [{**OWNER, "uid": "other"}]}, "revision": 7}
+    ps = make_podset(1)
+    plan = r.podset_rollout(ps, [], [foreign], stamp(START), OWNER)
+    assert plan["revisions"]["create"][0]["revision"] == 1
+    assert plan["revisions"]["prune"] == []
+
+
+def test_a_hash_collision_counts_up_and_plans_nothing_else() -> None:
+    ps = make_podset(1)
+    name = f"web-{r.podset_template_hash(template('web:1'))}"
+    impostor = {"metadata": {"name": name, "labels": {r.HASH_LABEL: name[4:]}, "ownerReferences": [OWNER]},
+                "data": {"template": template("something else")}, "revision": 1}
+    plan = r.podset_rollout(ps, [], [impostor], stamp(START), OWNER)
+    assert plan["status"] == {"collisionCount": 1}
+    assert plan["create"] == 0 and plan["requeue_after"] == 1
+    ps["status"] = {"collisionCount": 1}
+    plan = r.podset_rollout(ps, [], [impostor], stamp(START), OWNER)
+    assert plan["revisions"]["create"][0]["metadata"]["name"] != name
+
+
+def test_change_cause_is_kept_on_the_revision() -> None:
+    ps = make_podset(1)
+    ps["metadata"]["annotations"] = {r.CHANGE_CAUSE: "kubectl apply web:1"}
+    plan = r.podset_rollout(ps, [], [], stamp(START), OWNER)
+    assert plan["revisions"]["create"][0]["metadata"]["annotations"] == {r.CHANGE_CAUSE: "kubectl apply web:1"}
+
+
+def test_revision_selector() -> None:
+    assert r.podset_revision_selector(make_podset()) == f"{r.PODSET_LABEL}=web"
+
+
+def test_a_podset_being_deleted_plans_no_pods_and_no_revisions() -> None:
+    ps = make_podset(3)
+    ps["metadata"]["deletionTimestamp"] = stamp(START)
+    plan = r.podset_rollout(ps, [], [], stamp(START), OWNER)
+    assert plan["create"] == 0 and plan["revisions"]["create"] == []
+
+
+def test_revision_template_reads_what_a_record_keeps() -> None:
+    assert r.podset_revision_template({"data": {"template": template()}}) == template()
+    assert r.podset_revision_template({"data": "not an object"}) is None
+    assert r.podset_revision_template({}) is None
