@@ -251,6 +251,12 @@ def _error_from_stdout(stdout: Path) -> str:
 def _failure_message(res: Mapping[str, Any]) -> str:
     if res.get("_ansible_no_log"):
         return "the output has been hidden due to the fact that 'no_log: true' was specified for this result"
+    # A loop fails with "One or more items failed": the first failed item says what went wrong.
+    items = res.get("results")
+    if isinstance(items, list):
+        for item in items:
+            if isinstance(item, Mapping) and item.get("failed"):
+                return _failure_message(item)
     msg = res.get("msg") or res.get("message") or res.get("stderr") or res.get("reason") or ""
     if not isinstance(msg, str):
         msg = json.dumps(msg, default=str)

@@ -33,6 +33,19 @@ def test_counts_and_failed_task(tmp_path: Path) -> None:
     assert not (tmp_path / "run" / "env" / "extravars").exists(), "extra vars must not outlive the run"
 
 
+def test_a_failed_loop_reports_the_failed_item(tmp_path: Path) -> None:
+    result = run_play(tmp_path, """
+- hosts: localhost
+  gather_facts: false
+  tasks:
+    - name: Loops
+      ansible.builtin.fail: {msg: "item {{ item }} is bad"}
+      when: item == 2
+      loop: [1, 2, 3]
+""")
+    assert [(f.task, f.message) for f in result.failed_tasks] == [("Loops", "item 2 is bad")]
+
+
 def test_requeue_after_is_read_from_the_task_result(tmp_path: Path) -> None:
     result = run_play(tmp_path, """
 - hosts: localhost
