@@ -1,4 +1,4 @@
-"""`playbook-operator run|reconcile|version`.
+"""`playbook-operator run|reconcile|rollout|version`.
 
 Flag names and defaults follow the Operator SDK's ansible-operator where it has them.
 """
@@ -20,7 +20,7 @@ from typing import Any
 
 import yaml
 
-from runner import __version__
+from runner import __version__, rollout
 from runner.watches import Watch, WatchDefaults, WatchesError, load_watches, parse_duration
 
 EXIT_CONFIG = 2
@@ -74,6 +74,7 @@ def _parser() -> argparse.ArgumentParser:
     rec.add_argument("--diff", action="store_true", help="show the changes each task makes or would make")
     rec.add_argument("--ansible-verbosity", type=int, default=0)
 
+    rollout.add_parser(sub)
     sub.add_parser("version", help="print the version")
     return parser
 
@@ -101,6 +102,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "version":
         print(f"playbook-operator {__version__}")
         return 0
+    if args.command == "rollout":
+        return rollout.main(args)
     try:
         watches = _load(args.watches_file, args)
     except WatchesError as err:
