@@ -58,6 +58,17 @@ case "${1:-up}" in
     kubectl get podset web
     kubectl get pods -l app=web
     echo
+    echo "--- ServiceBindings: the sample Secret projected into PodSet web and Deployment shop (roles/servicebinding)"
+    for sb in web-db shop-db; do
+      kubectl wait --for=jsonpath='{.status.conditions[?(@.type=="Ready")].status}'=True \
+        --timeout=120s "servicebinding/$sb" >/dev/null
+    done
+    kubectl get servicebindings
+    for w in podset/web deployment/shop; do
+      echo "$w:"
+      kubectl get "$w" -o jsonpath='{range .spec.template.spec.volumes[*]}{"  volume "}{.name}{" <- Secret "}{.projected.sources[0].secret.name}{"\n"}{end}{range .spec.template.spec.containers[*].volumeMounts[*]}{"  mount  "}{.mountPath}{"\n"}{end}{range .spec.template.spec.containers[*].env[*]}{"  env    "}{.name}{"="}{.value}{.valueFrom.secretKeyRef.name}{" "}{.valueFrom.secretKeyRef.key}{.valueFrom.fieldRef.fieldPath}{"\n"}{end}'
+    done
+    echo
     echo "Try: eval \"\$(make -s cluster-env)\"; kubectl delete pod -l app=web --wait=false; kubectl get pods -w"
     echo "Stop: make demo-down"
     ;;
