@@ -292,6 +292,17 @@ def test_secret_rotation_re_points_volume_and_env() -> None:
     assert len(container(rotated)["env"]) == 2
 
 
+def test_patch_is_guarded_by_generation_and_the_values_it_replaces() -> None:
+    w = deployment(containers=[{"name": "a", "env": [{"name": "X", "value": "1"}]}])
+    w["metadata"]["generation"] = 7
+    patch = f.projection(w, binding(), "creds")["patch"]
+    tests = [op for op in patch if op["op"] == "test"]
+    assert tests == [{"op": "test", "path": "/metadata/generation", "value": 7},
+                     {"op": "test", "path": "/spec/template/spec/containers/0/env",
+                      "value": [{"name": "X", "value": "1"}]}]
+    assert all(op["op"] != "test" for op in patch[len(tests):])
+
+
 def test_patch_applies_to_the_original() -> None:
     jsonpatch = pytest.importorskip("jsonpatch")
     w = deployment(containers=[{"name": "a"}, {"name": "b", "env": [{"name": "SERVICE_BINDING_ROOT", "value": "/x"}]}])

@@ -130,6 +130,8 @@ def _expand(doc: Any, segments: Sequence[str]) -> list[list[Any]]:
 def _get(doc: Any, path: Sequence[Any], default: Any = None) -> Any:
     node = doc
     for seg in path:
+        if isinstance(node, dict) and seg not in node and str(seg) in node:
+            seg = str(seg)  # a map key that looks like a list index
         found = (isinstance(node, dict) and seg in node) or (
             isinstance(node, list) and isinstance(seg, int) and 0 <= seg < len(node))
         if not found:
@@ -547,8 +549,8 @@ def projection(workload: Mapping[str, Any], binding: Mapping[str, Any], secret: 
     """One workload's change: its binding removed and, when `secret` is given and the binding
     selects it, projected afresh with the current mapping.
 
-    Returns ``{workload, patch, changed, projected, error}``; `patch` is a JSON patch guarded by the
-    workload's resourceVersion (a concurrent edit makes it fail instead of being overwritten).
+    Returns ``{workload, patch, changed, projected, error}``; `patch` is a JSON patch guarded by
+    `test` operations (see guarded()), so a concurrent edit makes it fail instead of being lost.
     A mapping that cannot be used gives `error` and no change at all."""
     new = copy.deepcopy(dict(workload))
     api_version, kind = str(workload.get("apiVersion", "")), str(workload.get("kind", ""))
@@ -566,8 +568,25 @@ def projection(workload: Mapping[str, Any], binding: Mapping[str, Any], secret: 
     ops = json_patch({"metadata": workload.get("metadata"), "spec": workload.get("spec")},
                      {"metadata": new.get("metadata"), "spec": new.get("spec")})
     ops = [op for op in ops if not op["path"].startswith(("/metadata/managedFields", "/metadata/resourceVersion"))]
-    version = (workload.get("metadata") or {}).get("resourceVersion")
-    patch = ([{"op": "test", "path": "/metadata/resourceVersion", "value": version}] if ops and version else []) + ops
+    return {"workload": new, "patch": guarded(workload, ops) if ops else [], "changed": bool(ops),
+            "projected": wanted, "error": None}
+
+
+def guarded(workload: Mapping[str, Any], ops: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """`ops` behind `test` operations, so the patch fails instead of clobbering a concurrent edit:
+    the generation read (it moves with every spec change, and not with status writes, which
+    happen all the time on a live workload), else the resourceVersion; and every value replaced
+    or removed, as it was read."""
+    meta = workload.get("metadata") or {}
+    tests: list[dict[str, Any]] = []
+    if meta.get("generation") is not None:
+        tests.append({"op": "test", "path": "/metadata/generation", "value": meta["generation"]})
+    elif meta.get("resourceVersion"):
+        tests.append({"op": "test", "path": "/metadata/resourceVersion", "value": meta["resourceVersion"]})
+    for op in ops:
+        if op["op"] in ("replace", "remove"):
+            tests.append({"op": "test", "path": op["path"], "value": _get(workload, _parse_pointer(op["path"]))})
+    return tests + ops
     return {"workload": new, "patch": patch, "changed": bool(ops), "projected": wanted, "error": None}
 
 
