@@ -72,10 +72,15 @@ unit: venv ## Unit tests only (no cluster)
 molecule: venv cluster-up ## Molecule scenarios (converge, idempotence, verify) on the local cluster
 	KUBECONFIG=$${KUBECONFIG:-$(LOCAL_KUBECONFIG)} PATH=$(abspath $(VENV))/bin:$$PATH $(VENV)/bin/molecule test --all
 
+$(VENV)/.bench-installed: $(VENV)/.installed
+	$(PY) -m pip install --quiet -e '.[dev,bench]'
+	touch $@
+
 .PHONY: bench
-bench: venv cluster-up ## Benchmarks (not part of make test): what a reconcile costs, three ways
+bench: venv $(VENV)/.bench-installed cluster-up ## Benchmarks (not part of make test): PodSet vs the SDK's ansible-operator vs ReplicaSet; QUICK=1 for a short run
+	bash hack/build-sdk-operator.sh
 	KUBECONFIG=$${KUBECONFIG:-$(LOCAL_KUBECONFIG)} PATH=$(dir $(KUBECTL)):$$PATH \
-		$(PY) bench/reconcile_cost.py --samples $(if $(QUICK),5,20) --json bench/results/reconcile-cost-latest.json
+		$(PY) -m bench $(if $(QUICK),--quick) $(BENCH_ARGS)
 
 .PHONY: lint
 lint: venv ## ruff, mypy, yamllint, ansible-lint

@@ -1,0 +1,271 @@
+"""From raw scenario data to figures, ratios, target checks, a terminal table, the results
+JSON and a PNG chart. Everything but `chart` is pure and unit-tested."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bench.stats import ratio, summarize
+
+SYSTEMS = ("ours", "sdk", "native")
+MB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Figure:
+    key: str
+    label: str
+    unit: str
+    values: dict[str, float | None]
+    notes: dict[str, str]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"key": self.key, "label": self.label, "unit": self.unit, "values": self.values,
+                "notes": self.notes, "ratios": ratios(self.values)}
+
+
+def ratios(values: dict[str, float | None]) -> dict[str, float | None]:
+    """How many times the SDK's and the native controller's figure is ours (higher is better for us)."""
+    ours = values.get("ours")
+    out = {"vs_sdk": ratio(ours, values.get("sdk")), "vs_native": ratio(ours, values.get("native"))}
+    # JSON has no infinity: "ours is zero and the other is not" is left as None.
+    return {k: None if v is not None and math.isinf(v) else v for k, v in out.items()}
+
+
+def _get(data: dict[str, Any], *path: str) -> Any:
+    for p in path:
+        if not isinstance(data, dict) or p not in data:
+            return None
+        data = data[p]
+    return data
+
+
+def summaries(systems: dict[str, dict[str, Any]]) -> dict[str, dict[str, dict[str, Any]]]:
+    """Per system, per latency series: n, median, p95, min, max."""
+    out: dict[str, dict[str, dict[str, Any]]] = {}
+    for key, sysdata in systems.items():
+        series: dict[str, dict[str, Any]] = {}
+        for scenario, data in (sysdata.get("scenarios") or {}).items():
+            for name, samples in (data.get("samples") or {}).items():
+                series[f"{scenario}.{name}"] = summarize(samples)
+        out[key] = series
+    return out
+
+
+def figures(systems: dict[str, dict[str, Any]], reconcile_cost: dict[str, Any] | None = None) -> list[Figure]:
+    """The headline figures, one row each, from the raw data of every system."""
+    summ = summaries(systems)
+    rows: list[Figure] = []
+
+    def latency(key: str, label: str, series: str, stat: str) -> None:
+        values: dict[str, float | None] = {}
+        notes: dict[str, str] = {}
+        for s in systems:
+            fig = summ.get(s, {}).get(series)
+            values[s] = fig[stat] if fig else None
+            if fig and fig["n"]:
+                notes[s] = f"n={fig['n']}"
+        rows.append(Figure(key, label, "s", values, notes))
+
+    def scalar(key: str, label: str, unit: str, path: tuple[str, ...], scale: float = 1.0,
+               cap_path: tuple[str, ...] | None = None) -> None:
+        values: dict[str, float | None] = {}
+        notes: dict[str, str] = {}
+        for s, data in systems.items():
+            v = _get(data, *path)
+            values[s] = None if v is None else v / scale
+            if v is None and cap_path is not None and _get(data, *cap_path) is not None \
+                    and _get(data, *path[:-1]) is not None:
+                notes[s] = f"not within {_get(data, *cap_path):.0f} s"
+        rows.append(Figure(key, label, unit, values, notes))
+
+    latency("create_median", "create -> 3 Ready, median", "single.create_to_3_ready", "median")
+    latency("create_p95", "create -> 3 Ready, p95", "single.create_to_3_ready", "p95")
+    latency("scale_up_median", "scale 3 -> 10, median", "single.scale_3_to_10", "median")
+    latency("scale_down_median", "scale 10 -> 3, median", "single.scale_10_to_3", "median")
+    latency("replace_median", "delete a pod -> replaced, median", "single.pod_deleted_to_replaced", "median")
+    scalar("burst_all", "burst: all sets Ready", "s", ("scenarios", "burst", "all_ready_seconds"),
+           cap_path=("scenarios", "burst", "cap_seconds"))
+    latency("burst_set_median", "burst: one set Ready, median", "burst.per_set_ready", "median")
+    latency("burst_set_p95", "burst: one set Ready, p95", "burst.per_set_ready", "p95")
+    scalar("bg_converge", "background: all sets Ready", "s", ("scenarios", "background", "seconds"),
+           cap_path=("scenarios", "background", "cap_seconds"))
+    scalar("new_at_start", "new set at start-up -> 3 Ready", "s",
+           ("scenarios", "among", "new_at_start_seconds"), cap_path=("scenarios", "among", "sync_cap_seconds"))
+    scalar("startup_sync", "start-up: every set reconciled once", "s",
+           ("scenarios", "among", "startup_sync_seconds"), cap_path=("scenarios", "among", "sync_cap_seconds"))
+    latency("new_median", "new set among many -> 3 Ready, median", "among.new_set_ready", "median")
+    latency("new_p95", "new set among many -> 3 Ready, p95", "among.new_set_ready", "p95")
+    scalar("idle_cpu", "idle window: CPU seconds", "s", ("scenarios", "steady", "cpu_seconds"))
+    scalar("idle_runs", "idle window: Ansible runs", "", ("scenarios", "steady", "ansible_runs"))
+    scalar("idle_writes", "idle window: write requests", "", ("scenarios", "steady", "writes"))
+    scalar("rss", "RSS, all processes", "MB", ("scenarios", "steady", "rss_bytes"), scale=MB)
+    scalar("pss", "PSS, all processes", "MB", ("scenarios", "steady", "pss_bytes"), scale=MB)
+    if reconcile_cost:
+        summary = reconcile_cost.get("summary", {})
+        rows.append(Figure("noop_reconcile", "no-op reconcile (4 k8s tasks), median", "s",
+                           {"ours": _get(summary, "warm", "median"), "sdk": _get(summary, "sdk-style", "median"),
+                            "native": None},
+                           {"sdk": "SDK-style run", "ours": "warm"}))
+    return rows
+
+
+@dataclass(frozen=True)
+class Target:
+    label: str
+    figure: str
+    check: str  # "<" threshold, ">=" ratio vs sdk, "==" 0
+    threshold: float
+
+
+TARGETS = (
+    Target("create -> 3 Ready median under 1 s", "create_median", "<", 1.0),
+    Target("single PodSet at least 5x faster than the SDK", "create_median", "ratio", 5.0),
+    Target("burst at least 5x faster than the SDK", "burst_all", "ratio", 5.0),
+    Target("no-op reconcile under 0.3 s", "noop_reconcile", "<", 0.3),
+    Target("first reconcile of a new PodSet among the background under 2 s", "new_median", "<", 2.0),
+    Target("zero Ansible runs at idle", "idle_runs", "==", 0.0),
+    Target("zero writes at idle", "idle_writes", "==", 0.0),
+    Target("RSS under 150 MB with the background", "rss", "<", 150.0),
+)
+
+
+def targets(rows: list[Figure]) -> list[dict[str, Any]]:
+    by_key = {f.key: f for f in rows}
+    out = []
+    for t in TARGETS:
+        fig = by_key.get(t.figure)
+        value = fig.values.get("ours") if fig else None
+        met: bool | None
+        if t.check == "ratio":
+            value = fig.as_dict()["ratios"]["vs_sdk"] if fig else None
+            if value is None and fig and fig.values.get("ours") is not None and fig.values.get("sdk") is None \
+                    and "sdk" in fig.notes:
+                met = None  # the SDK did not finish within the cap: at least cap/ours, see the notes
+            else:
+                met = None if value is None else value >= t.threshold
+        elif t.check == "<":
+            met = None if value is None else value < t.threshold
+        else:
+            met = None if value is None else value == t.threshold
+        out.append({"target": t.label, "figure": t.figure, "value": value, "met": met})
+    return out
+
+
+def fmt(value: float | None, unit: str = "") -> str:
+    if value is None:
+        return "n/a"
+    if unit == "MB":
+        return f"{value:.0f}"
+    if value == int(value) and unit in ("",):
+        return f"{value:.0f}"
+    if abs(value) >= 100:
+        return f"{value:.0f}"
+    if abs(value) >= 10:
+        return f"{value:.1f}"
+    return f"{value:.2f}"
+
+
+def fmt_ratio(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.1f}x"
+
+
+def table(rows: list[Figure], titles: dict[str, str]) -> str:
+    """The terminal table: each figure per system, then ours as a ratio of the SDK's and the
+    native controller's (SDK / ours: above 1 we are faster or lighter)."""
+    head = ["figure", "unit", *(titles.get(s, s) for s in SYSTEMS), "SDK/ours", "native/ours"]
+    body = []
+    for f in rows:
+        r = f.as_dict()["ratios"]
+        cells = []
+        for s in SYSTEMS:
+            v = fmt(f.values.get(s), f.unit)
+            if f.values.get(s) is None and s in f.notes:
+                v = f.notes[s].replace("not within ", ">")
+            cells.append(v)
+        body.append([f.label, f.unit, *cells, fmt_ratio(r["vs_sdk"]), fmt_ratio(r["vs_native"])])
+    widths = [max(len(str(row[i])) for row in [head, *body]) for i in range(len(head))]
+    lines = []
+    for n, row in enumerate([head, *body]):
+        lines.append("  ".join(str(c).ljust(widths[i]) if i == 0 else str(c).rjust(widths[i])
+                               for i, c in enumerate(row)))
+        if n == 0:
+            lines.append("  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def targets_text(checks: list[dict[str, Any]]) -> str:
+    mark = {True: "met", False: "NOT met", None: "n/a"}
+    return "\n".join(f"  {mark[c['met']]:<8} {c['target']} (ours: {fmt(c['value'])})" for c in checks)
+
+
+def markdown_table(rows: list[Figure], titles: dict[str, str]) -> str:
+    head = ["", *(titles.get(s, s) for s in SYSTEMS), "SDK / ours", "native / ours"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for f in rows:
+        r = f.as_dict()["ratios"]
+        cells = []
+        for s in SYSTEMS:
+            v = f.values.get(s)
+            cells.append(f.notes[s].replace("not within ", "> ") if v is None and s in f.notes else fmt(v, f.unit))
+        label = f"{f.label} ({f.unit})" if f.unit else f.label
+        lines.append("| " + " | ".join([label, *cells, fmt_ratio(r["vs_sdk"]), fmt_ratio(r["vs_native"])]) + " |")
+    return "\n".join(lines)
+
+
+def results_document(*, meta: dict[str, Any], systems: dict[str, dict[str, Any]],
+                     reconcile_cost: dict[str, Any] | None) -> dict[str, Any]:
+    """The results file: raw samples per system and scenario, summaries, figures with ratios,
+    target checks, versions and machine (in `meta`)."""
+    rows = figures(systems, reconcile_cost)
+    return {**meta, "systems": systems, "summaries": summaries(systems),
+            "figures": [f.as_dict() for f in rows], "targets": targets(rows), "reconcile_cost": reconcile_cost}
+
+
+def rows_from_document(doc: dict[str, Any]) -> list[Figure]:
+    return [Figure(f["key"], f["label"], f["unit"], f["values"], f.get("notes", {})) for f in doc["figures"]]
+
+
+def chart(doc: dict[str, Any], path: Path) -> None:
+    """A PNG: latency figures (log scale, seconds) and idle costs, one bar per system."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = {f.key: f for f in rows_from_document(doc)}
+    titles = {k: v.get("title", k) for k, v in doc["systems"].items()}
+    colors = {"ours": "#2a7ab0", "sdk": "#d0703c", "native": "#7a7a7a"}
+    panels = [
+        ("Latency (s, log scale)", ["create_median", "scale_up_median", "scale_down_median", "replace_median",
+                                    "burst_all", "new_median", "noop_reconcile"], True),
+        ("Idle window with the background", ["idle_cpu", "idle_runs", "idle_writes", "rss"], False),
+    ]
+    fig, axes = plt.subplots(1, 2, figsize=(14, 5.5), gridspec_kw={"width_ratios": [2, 1.2]})
+    for ax, (title, keys, log) in zip(axes, panels, strict=True):
+        keys = [k for k in keys if k in rows]
+        width = 0.27
+        for n, s in enumerate(SYSTEMS):
+            xs, ys = [], []
+            for i, k in enumerate(keys):
+                v = rows[k].values.get(s)
+                if v is not None and (v > 0 or not log):
+                    xs.append(i + (n - 1) * width)
+                    ys.append(v)
+            ax.bar(xs, ys, width, label=titles.get(s, s), color=colors[s])
+        ax.set_xticks(range(len(keys)))
+        ax.set_xticklabels([rows[k].label.replace(", median", "").replace(" -> ", "\n-> ") +
+                            (f" ({rows[k].unit})" if rows[k].unit and not log else "") for k in keys],
+                           fontsize=7, rotation=0)
+        if log:
+            ax.set_yscale("log")
+        ax.set_title(title)
+        ax.legend(fontsize=8)
+    mode = "QUICK" if doc.get("quick") else "full"
+    fig.suptitle(f"PodSet: playbook-operator vs SDK ansible-operator vs native ReplicaSet "
+                 f"({mode}, {doc.get('date', '')}, {doc.get('machine', {}).get('name', '')})", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
