@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench import measure, report, scenarios, systems
+from bench import measure, profile, report, scenarios, systems
 from bench.kube import USER_AGENT, Kube
 from bench.progress import Progress
 
@@ -211,6 +211,11 @@ def main(argv: list[str] | None = None) -> int:
             current.stop()
         progress.finish()
 
+    prof = None
+    if "ours" in keys:
+        prof = profile.profile(sys_objs["ours"].workdir, profile.podset_creates(audit.path),
+                               {"bench-single-ours", "bench-among-ours"})
+        meta["profile"] = prof
     doc = report.results_document(meta={**meta, "finished": datetime.datetime.now(datetime.UTC).isoformat(
         timespec="seconds")}, systems=data, reconcile_cost=cost)
     rows = report.rows_from_document(doc)
@@ -218,6 +223,8 @@ def main(argv: list[str] | None = None) -> int:
     print(report.table(rows, titles))
     print("\ntargets (playbook-operator):")
     print(report.targets_text(doc["targets"]))
+    if prof is not None:
+        print("\n" + profile.text(prof))
     print("\nwhat the SDK needed here:\n" + "\n".join(f"  - {n}" for n in systems.SDK_NOTES))
     args.results_dir.mkdir(parents=True, exist_ok=True)
     stem = f"{doc['date']}-{doc['machine']['name']}" + ("-quick" if plan.quick else "")

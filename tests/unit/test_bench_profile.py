@@ -1,0 +1,71 @@
+"""bench.profile: splitting an Ansible run's job_events into phases."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from bench import profile
+
+
+def _task(counter: int, action: str, start: str, end: str, duration: float) -> dict[str, object]:
+    return {"counter": counter, "event": "runner_on_ok", "created": end,
+            "event_data": {"task_action": action, "start": start, "end": end, "duration": duration}}
+
+
+def _events() -> list[dict[str, object]]:
+    return [
+        {"counter": 1, "event": "verbose", "created": "2026-01-01T00:00:00.000000+00:00"},
+        {"counter": 2, "event": "playbook_on_start", "created": "2026-01-01T00:00:00.400000+00:00"},
+        _task(3, "kubernetes.core.k8s_info", "2026-01-01T00:00:00.500000+00:00",
+              "2026-01-01T00:00:00.700000+00:00", 0.2),
+        _task(4, "ansible.builtin.set_fact", "2026-01-01T00:00:00.750000+00:00",
+              "2026-01-01T00:00:00.800000+00:00", 0.05),
+        _task(5, "operator_sdk.util.k8s_status", "2026-01-01T00:00:00.900000+00:00",
+              "2026-01-01T00:00:01.000000+00:00", 0.1),
+        {"counter": 6, "event": "playbook_on_stats", "created": "2026-01-01T00:00:01.100000+00:00"},
+    ]
+
+
+def test_run_breakdown() -> None:
+    br = profile.run_breakdown(_events())
+    assert br is not None
+    assert br["playbook_start"] == pytest.approx(0.5)
+    assert br["api_tasks"] == pytest.approx(0.3)
+    assert br["local_tasks"] == pytest.approx(0.05)
+    assert br["between_tasks"] == pytest.approx(0.5 - 0.35)
+    assert br["last_event"] - br["first_event"] == pytest.approx(1.1)
+
+
+def test_a_run_without_tasks_has_no_breakdown() -> None:
+    assert profile.run_breakdown([{"counter": 1, "event": "verbose", "created": "2026-01-01T00:00:00"}]) is None
+
+
+def test_profile_matches_runs_to_reconciles_and_creations(tmp_path: Path) -> None:
+    run = tmp_path / "artifacts" / "g" / "v1" / "PodSet" / "ns" / "web" / "artifacts" / "uuid" / "job_events"
+    run.mkdir(parents=True)
+    for e in _events():
+        (run / f"{e['counter']}.json").write_text(json.dumps(e))
+    start = profile._ts("2026-01-01T00:00:00+00:00") - 0.3
+    end = profile._ts("2026-01-01T00:00:01.100000+00:00") + 0.2
+    import datetime
+
+    def log_ts(t: float) -> str:
+        return datetime.datetime.fromtimestamp(t).strftime("%Y-%m-%d %H:%M:%S,%f")[:-3]
+
+    (tmp_path / "operator.log").write_text("not json\n" + json.dumps(
+        {"ts": log_ts(end), "namespace": "ns", "name": "web", "duration": round(end - start, 3)}) + "\n")
+    created = [{"verb": "create", "stage": "ResponseComplete", "objectRef": {"resource": "podsets", "namespace": "ns",
+                                                                              "name": "web"},
+                "requestReceivedTimestamp": "2026-01-01T00:00:00.000000Z"}]
+    # The creation is 0.3 s before the reconcile started.
+    created[0]["requestReceivedTimestamp"] = datetime.datetime.fromtimestamp(
+        start - 0.3, tz=datetime.UTC).isoformat()
+    prof = profile.profile(tmp_path, created, {"ns"})
+    assert prof["runs"] == 1
+    assert prof["parts"]["queue"]["median"] == pytest.approx(0.3, abs=0.01)
+    assert prof["parts"]["before_ansible"]["median"] == pytest.approx(0.3, abs=0.01)
+    assert prof["parts"]["after_ansible"]["median"] == pytest.approx(0.2, abs=0.01)
+    assert "whole reconcile" in profile.text(prof)
