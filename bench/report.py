@@ -230,42 +230,74 @@ def rows_from_document(doc: dict[str, Any]) -> list[Figure]:
 
 
 def chart(doc: dict[str, Any], path: Path) -> None:
-    """A PNG: latency figures (log scale, seconds) and idle costs, one bar per system."""
+    """A PNG: the latency figures (log scale, seconds) beside the idle window's costs, a bar per system."""
+    import textwrap
+
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     rows = {f.key: f for f in rows_from_document(doc)}
+    present = [s for s in SYSTEMS if s in doc["systems"]]
     titles = {k: v.get("title", k) for k, v in doc["systems"].items()}
     colors = {"ours": "#2a7ab0", "sdk": "#d0703c", "native": "#7a7a7a"}
-    panels = [
-        ("Latency (s, log scale)", ["create_median", "scale_up_median", "scale_down_median", "replace_median",
-                                    "burst_all", "new_median", "noop_reconcile"], True),
-        ("Idle window with the background", ["idle_cpu", "idle_runs", "idle_writes", "rss"], False),
-    ]
-    fig, axes = plt.subplots(1, 2, figsize=(14, 5.5), gridspec_kw={"width_ratios": [2, 1.2]})
-    for ax, (title, keys, log) in zip(axes, panels, strict=True):
-        keys = [k for k in keys if k in rows]
-        width = 0.27
-        for n, s in enumerate(SYSTEMS):
-            xs, ys = [], []
-            for i, k in enumerate(keys):
-                v = rows[k].values.get(s)
-                if v is not None and (v > 0 or not log):
-                    xs.append(i + (n - 1) * width)
-                    ys.append(v)
-            ax.bar(xs, ys, width, label=titles.get(s, s), color=colors[s])
-        ax.set_xticks(range(len(keys)))
-        ax.set_xticklabels([rows[k].label.replace(", median", "").replace(" -> ", "\n-> ") +
-                            (f" ({rows[k].unit})" if rows[k].unit and not log else "") for k in keys],
-                           fontsize=7, rotation=0)
-        if log:
-            ax.set_yscale("log")
-        ax.set_title(title)
-        ax.legend(fontsize=8)
+    latency = [k for k in ("create_median", "scale_up_median", "scale_down_median", "replace_median", "burst_all",
+                           "new_at_start", "new_median", "noop_reconcile") if k in rows]
+    idle = [k for k in ("idle_cpu", "idle_runs", "idle_writes", "rss") if k in rows]
+    fig = plt.figure(figsize=(15, 6))
+    grid = fig.add_gridspec(2, 4, width_ratios=[3.2, 3.2, 1, 1])
+    ax = fig.add_subplot(grid[:, :2])
+    width = 0.8 / max(len(present), 1)
+    for n, s in enumerate(present):
+        xs = [i + (n - (len(present) - 1) / 2) * width for i, k in enumerate(latency)
+              if (rows[k].values.get(s) or 0) > 0]
+        ys = [rows[k].values[s] for k in latency if (rows[k].values.get(s) or 0) > 0]
+        ax.bar(xs, ys, width, label=titles.get(s, s), color=colors[s])
+    ax.set_xticks(range(len(latency)))
+    ax.set_xticklabels([textwrap.fill(rows[k].label.replace(", median", " (median)"), 16) for k in latency],
+                       fontsize=7)
+    ax.set_yscale("log")
+    ax.set_ylabel("seconds (log scale); missing bar: n/a or over its cap")
+    ax.set_title("Latency")
+    ax.legend(fontsize=8)
+    for i, k in enumerate(idle):
+        sub = fig.add_subplot(grid[i // 2, 2 + i % 2])
+        vals = [rows[k].values.get(s) for s in present]
+        sub.bar(range(len(present)), [v or 0 for v in vals], color=[colors[s] for s in present])
+        for j, v in enumerate(vals):
+            sub.text(j, (v or 0), fmt(v, rows[k].unit), ha="center", va="bottom", fontsize=7)
+        sub.set_xticks(range(len(present)))
+        sub.set_xticklabels([s for s in present], fontsize=7)
+        sub.set_title(textwrap.fill(rows[k].label + (f" ({rows[k].unit})" if rows[k].unit else ""), 22),
+                      fontsize=8)
+        sub.tick_params(axis="y", labelsize=7)
     mode = "QUICK" if doc.get("quick") else "full"
-    fig.suptitle(f"PodSet: playbook-operator vs SDK ansible-operator vs native ReplicaSet "
-                 f"({mode}, {doc.get('date', '')}, {doc.get('machine', {}).get('name', '')})", fontsize=10)
+    background = doc.get("plan", {}).get("background", "")
+    fig.suptitle(f"PodSet: playbook-operator vs the SDK's ansible-operator vs the native ReplicaSet controller "
+                 f"({mode}: background of {background}; {doc.get('date', '')}, "
+                 f"{doc.get('machine', {}).get('name', '')})", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def main(argv: list[str]) -> int:
+    """`python -m bench.report RESULTS.json`: the figures as a Markdown table (for the README),
+    the targets, and the chart again (`--chart`)."""
+    import json
+
+    path = Path(argv[0])
+    doc = json.loads(path.read_text())
+    titles = {k: v.get("title", k) for k, v in doc["systems"].items()}
+    print(markdown_table(rows_from_document(doc), titles))
+    print()
+    print(targets_text(doc["targets"]))
+    if "--chart" in argv:
+        chart(doc, path.with_suffix(".png"))
+    return 0
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.exit(main(sys.argv[1:]))
