@@ -170,7 +170,8 @@ def main(argv: list[str] | None = None) -> int:
             data[s.key]["scenarios"]["among"] = scenarios.new_among_background(kube, s, ns, plan, progress,
                                                                                runs_expected)
             progress.begin(f"{s.title}: idle {plan.steady_window:.0f}s with {plan.background} sets")
-            data[s.key]["scenarios"]["steady"] = scenarios.steady(s, audit, plan, progress, exclude)
+            settled = data[s.key]["scenarios"]["among"]["startup_sync_seconds"] is not None
+            data[s.key]["scenarios"]["steady"] = scenarios.steady(s, audit, plan, progress, exclude, settled)
             kube.delete_namespace(ns)
 
         # -- 3. native with its own background

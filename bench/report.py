@@ -100,6 +100,11 @@ def figures(systems: dict[str, dict[str, Any]], reconcile_cost: dict[str, Any] |
     latency("new_median", "new set among many -> 3 Ready, median", "among.new_set_ready", "median")
     latency("new_p95", "new set among many -> 3 Ready, p95", "among.new_set_ready", "p95")
     scalar("idle_cpu", "idle window: CPU seconds", "s", ("scenarios", "steady", "cpu_seconds"))
+    cpu = rows[-1]
+    for s, data in systems.items():
+        steady = _get(data, "scenarios", "steady") or {}
+        if steady.get("during_startup_pass"):
+            cpu.notes[s] = f"{steady.get('window_seconds', 0):.0f} s during the start-up pass"
     scalar("idle_runs", "idle window: Ansible runs", "", ("scenarios", "steady", "ansible_runs"))
     scalar("idle_writes", "idle window: write requests", "", ("scenarios", "steady", "writes"))
     scalar("rss", "RSS, all processes", "MB", ("scenarios", "steady", "rss_bytes"), scale=MB)

@@ -20,17 +20,20 @@ class Plan:
 
     quick: bool
     single_samples: int = 20
-    single_budget: float = 480.0  # seconds per system for the single-PodSet series
+    single_budget: float = 300.0  # seconds per system for the single-PodSet series
     step_timeout: float = 120.0
     burst: int = 100
-    burst_cap: float = 480.0
+    burst_cap: float = 300.0
     background: int = 1000
     per_namespace: int = 10
-    converge_cap: float = 900.0
-    sync_cap: float = 420.0
+    converge_cap: float = 600.0
+    sync_cap: float = 300.0
     new_samples: int = 20
-    new_budget: float = 300.0
+    new_budget: float = 120.0
     steady_window: float = 300.0
+    # When the start-up pass did not finish within sync_cap there is no steady state to measure:
+    # the idle window is this short and flagged as taken during the start-up pass.
+    unsettled_window: float = 60.0
     settle_cap: float = 60.0  # before the idle window: until no Ansible run for 10 s, at most this long
 
     @classmethod
@@ -38,7 +41,7 @@ class Plan:
         if quick:
             return cls(quick=True, single_samples=3, single_budget=90, step_timeout=60, burst=10, burst_cap=90,
                        background=50, converge_cap=150, sync_cap=60, new_samples=3, new_budget=45,
-                       steady_window=30, settle_cap=30)
+                       steady_window=30, settle_cap=30, unsettled_window=30)
         return cls(quick=False)
 
 
@@ -191,7 +194,7 @@ def new_among_background(kube: Kube, system: System, ns: str, plan: Plan, progre
 
 
 def steady(system: System, audit: measure.AuditLog, plan: Plan, progress: Progress,
-           exclude_agents: tuple[str, ...]) -> dict[str, Any]:
+           exclude_agents: tuple[str, ...], settled: bool = True) -> dict[str, Any]:
     """Nothing changes for `steady_window` seconds: what the system spends meanwhile. First the
     follow-ups of the last change settle: no Ansible run for 10 s (at most `settle_cap`)."""
     t_settle = time.monotonic()
@@ -201,6 +204,7 @@ def steady(system: System, audit: measure.AuditLog, plan: Plan, progress: Progre
         now = system.runs()
         if now != last:
             last, quiet_since = now, time.monotonic()
+    window = plan.steady_window if settled else plan.unsettled_window
     root = system.root_pid()
     audit.mark()
     runs0 = system.runs()
@@ -208,16 +212,16 @@ def steady(system: System, audit: measure.AuditLog, plan: Plan, progress: Progre
     t0 = time.monotonic()
     peak_rss = before.rss_bytes
     peak_pss = before.pss_bytes
-    while (elapsed := time.monotonic() - t0) < plan.steady_window:
+    while (elapsed := time.monotonic() - t0) < window:
         reading = measure.read_tree(root)
         peak_rss, peak_pss = max(peak_rss, reading.rss_bytes), max(peak_pss, reading.pss_bytes)
-        progress.update(int(elapsed), int(plan.steady_window))
-        time.sleep(min(5.0, plan.steady_window - elapsed) if plan.steady_window > elapsed else 0)
+        progress.update(int(elapsed), int(window))
+        time.sleep(max(0.0, min(5.0, window - elapsed)))
     after = measure.read_tree(root)
     runs1 = system.runs()
     writes = measure.count_writes(audit.events_since_mark(), users=system.write_users(),
                                   exclude_agents=exclude_agents)
-    return {"window_seconds": time.monotonic() - t0,
+    return {"window_seconds": time.monotonic() - t0, "during_startup_pass": not settled,
             "cpu_seconds": after.cpu_seconds - before.cpu_seconds,
             "ansible_runs": None if runs0 is None or runs1 is None else runs1 - runs0,
             "writes": sum(writes.values()) if audit.path.exists() else None, "writes_by_resource": writes,
