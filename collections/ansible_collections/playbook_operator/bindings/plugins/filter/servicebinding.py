@@ -587,7 +587,6 @@ def guarded(workload: Mapping[str, Any], ops: list[dict[str, Any]]) -> list[dict
         if op["op"] in ("replace", "remove"):
             tests.append({"op": "test", "path": op["path"], "value": _get(workload, _parse_pointer(op["path"]))})
     return tests + ops
-    return {"workload": new, "patch": patch, "changed": bool(ops), "projected": wanted, "error": None}
 
 
 # --- one reconcile -------------------------------------------------------------------------------
