@@ -217,6 +217,7 @@ def main(argv: list[str] | None = None) -> int:
         prof = profile.profile(sys_objs["ours"].workdir, profile.podset_creates(audit.path),
                                {"bench-single-ours", "bench-among-ours"})
         meta["profile"] = prof
+    meta["machine"]["load_average_at_end"] = list(os.getloadavg())
     doc = report.results_document(meta={**meta, "finished": datetime.datetime.now(datetime.UTC).isoformat(
         timespec="seconds")}, systems=data, reconcile_cost=cost)
     rows = report.rows_from_document(doc)

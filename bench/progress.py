@@ -24,17 +24,30 @@ class Progress:
         self.started = time.monotonic()
         self.label = ""
         self.tty = stream.isatty()
+        self._last_line = 0.0
+        self._finished_step = False
 
     def begin(self, label: str) -> None:
         self.step += 1
         self.label = f"[{self.step}/{self.total_steps}] {label}"
+        self._last_line = 0.0
+        self._finished_step = False
         self.update(0, 1)
 
     def update(self, done: int, total: int) -> None:
-        line = render(self.label, done, total, time.monotonic() - self.started)
+        now = time.monotonic()
+        line = render(self.label, done, total, now - self.started)
         if self.tty:
             self.stream.write("\r\033[K" + line)
-        elif done in (0, total):
+        else:
+            # Off a terminal (a log file): a line when a step starts, ends, and every 30 s.
+            finished = done >= total and total > 1
+            if finished and self._finished_step:
+                return
+            if not (finished or now - self._last_line >= 30.0):
+                return
+            self._finished_step = finished
+            self._last_line = now
             self.stream.write(line + "\n")
         self.stream.flush()
 

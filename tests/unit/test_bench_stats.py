@@ -54,7 +54,8 @@ def test_progress_writes_lines_when_not_a_terminal() -> None:
     out = io.StringIO()
     p = progress.Progress(2, stream=out)
     p.begin("first")
-    p.update(1, 4)  # not written: only the start and the end of a step are, off a terminal
+    p.update(1, 4)  # not written: off a terminal, a step's start, its end and a line every 30 s
+    p.update(4, 4)
     p.update(4, 4)
     p.note("said")
     p.finish()
