@@ -205,25 +205,33 @@ def steady(system: System, audit: measure.AuditLog, plan: Plan, progress: Progre
         if now != last:
             last, quiet_since = now, time.monotonic()
     window = plan.steady_window if settled else plan.unsettled_window
-    root = system.root_pid()
+    try:
+        root: int | None = system.root_pid()
+    except (OSError, RuntimeError):
+        root = None  # e.g. the native controller of a cluster that is not the local one
+
+    def read() -> measure.TreeReading:
+        return measure.read_tree(root) if root is not None else measure.TreeReading(0, 0.0, 0, 0)
+
     audit.mark()
     runs0 = system.runs()
-    before = measure.read_tree(root)
+    before = read()
     t0 = time.monotonic()
-    peak_rss = before.rss_bytes
-    peak_pss = before.pss_bytes
+    peak_rss, peak_pss = before.rss_bytes, before.pss_bytes
     while (elapsed := time.monotonic() - t0) < window:
-        reading = measure.read_tree(root)
+        reading = read()
         peak_rss, peak_pss = max(peak_rss, reading.rss_bytes), max(peak_pss, reading.pss_bytes)
         progress.update(int(elapsed), int(window))
         time.sleep(max(0.0, min(5.0, window - elapsed)))
-    after = measure.read_tree(root)
+    after = read()
     runs1 = system.runs()
     writes = measure.count_writes(audit.events_since_mark(), users=system.write_users(),
                                   exclude_agents=exclude_agents)
+    known = root is not None
     return {"window_seconds": time.monotonic() - t0, "during_startup_pass": not settled,
-            "cpu_seconds": after.cpu_seconds - before.cpu_seconds,
+            "cpu_seconds": after.cpu_seconds - before.cpu_seconds if known else None,
             "ansible_runs": None if runs0 is None or runs1 is None else runs1 - runs0,
             "writes": sum(writes.values()) if audit.path.exists() else None, "writes_by_resource": writes,
-            "rss_bytes": after.rss_bytes, "pss_bytes": after.pss_bytes, "peak_rss_bytes": peak_rss,
-            "peak_pss_bytes": peak_pss, "processes": after.processes}
+            "rss_bytes": after.rss_bytes if known else None, "pss_bytes": after.pss_bytes if known else None,
+            "peak_rss_bytes": peak_rss if known else None, "peak_pss_bytes": peak_pss if known else None,
+            "processes": after.processes if known else None}
