@@ -44,9 +44,11 @@ def test_operator_works_as_its_service_account(cluster: Cluster, crds: None, nam
     cluster.kubectl("apply", "-k", str(ROOT / "deploy" / "rbac"))
     kubeconfig = service_account_kubeconfig(cluster, tmp_path / "sa.kubeconfig")
     as_operator = Cluster(kubeconfig=kubeconfig, local_name=None)
-    # The account is really limited: it cannot read Secrets.
-    denied = as_operator.kubectl("get", "secrets", "-n", namespace, check=False)
-    assert denied.returncode != 0 and "forbidden" in denied.stderr.lower()
+    # The account is really limited: it reads Secrets (ServiceBindings project them) but cannot
+    # write one, nor read what no role needs.
+    for denied in (as_operator.kubectl("create", "secret", "generic", "x", "-n", namespace, check=False),
+                   as_operator.kubectl("get", "serviceaccounts", "-n", namespace, check=False)):
+        assert denied.returncode != 0 and "forbidden" in denied.stderr.lower(), denied.stderr
 
     op = OperatorProcess(as_operator, workdir=tmp_path, watches=ROOT / "watches.yaml",
                          args=["--leader-elect", "--leader-election-namespace", SYSTEM_NS,
@@ -62,6 +64,24 @@ def test_operator_works_as_its_service_account(cluster: Cluster, crds: None, nam
                        for c in ex.get("status", {}).get("conditions", []))
 
         wait_for(successful, what="status written by the ServiceAccount")
+
+        # A ServiceBinding: the aggregated servicebinding.io ClusterRole is enough to read the
+        # Secret, patch the Deployment, and follow both.
+        cluster.kubectl("create", "secret", "generic", "creds", "-n", namespace, "--from-literal=type=db")
+        cluster.kubectl("create", "deployment", "web", "-n", namespace, "--image=registry.example/web:1",
+                        "--replicas=0")
+        cluster.apply(json.dumps({"apiVersion": "servicebinding.io/v1", "kind": "ServiceBinding",
+                                  "metadata": {"name": "rbac"},
+                                  "spec": {"service": {"apiVersion": "v1", "kind": "Secret", "name": "creds"},
+                                           "workload": {"apiVersion": "apps/v1", "kind": "Deployment",
+                                                        "name": "web"}}}), namespace)
+
+        def bound() -> bool:
+            web = cluster.get("deployment", "web", namespace) or {}
+            return any(v["name"].startswith("servicebinding-")
+                       for v in web.get("spec", {}).get("template", {}).get("spec", {}).get("volumes") or [])
+
+        wait_for(bound, what="the Deployment bound by the ServiceAccount", timeout=90)
         op.assert_alive()
         assert "forbidden" not in op.log().lower(), op.log()[-3000:]
     finally:
