@@ -17,6 +17,7 @@ exist yet) sees them change, without writing anything onto them.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import logging
 import threading
@@ -135,6 +136,15 @@ def selector_matches(selector: str, labels: Mapping[str, str]) -> bool:
     return True
 
 
+def fingerprint(obj: Mapping[str, Any]) -> str:
+    """What a reader can depend on: the object without its status and bookkeeping metadata, so
+    the status writes that live objects see all the time reconcile none of their readers."""
+    meta = {k: v for k, v in (obj.get("metadata") or {}).items()
+            if k not in ("resourceVersion", "managedFields", "generation")}
+    rest = {k: v for k, v in obj.items() if k not in ("status", "metadata")}
+    return hashlib.sha256(json.dumps([meta, rest], sort_keys=True, default=str).encode()).hexdigest()
+
+
 def readers_of(obj: Mapping[str, Any], api_version: str, kind: str,
                interests: Mapping[OwnerKey, frozenset[ReadInterest]]) -> list[OwnerKey]:
     """The owners whose latest run read this object (by name, or by a list that includes it)."""
@@ -173,6 +183,8 @@ class DependentWatches:
         self.api_client = api_client
         self._watching: set[tuple[str, str]] = set()
         self._reads: dict[OwnerKey, frozenset[ReadInterest]] = {}
+        # The fingerprint of each object readers were last told about, by uid.
+        self._seen: dict[str, str] = {}
         self._lock = threading.Lock()
         self._stopped = threading.Event()
 
@@ -204,12 +216,25 @@ class DependentWatches:
         with self._lock:
             self._reads.pop(owner, None)
 
-    def interested(self, obj: Mapping[str, Any], dep: DependentKind) -> list[OwnerKey]:
-        """Everyone to reconcile for a change to `obj`: its owners and the owners that read it."""
+    def interested(self, obj: Mapping[str, Any], dep: DependentKind, event: str = "ADDED") -> list[OwnerKey]:
+        """Everyone to reconcile for a change to `obj`: its owners, and the owners that read it
+        unless only its status or bookkeeping changed since they were last told."""
+        owners = owners_of(obj)
+        uid = str((obj.get("metadata") or {}).get("uid") or "")
         with self._lock:
             reads = dict(self._reads)
-        owners = owners_of(obj)
-        return owners + [o for o in readers_of(obj, dep.api_version, dep.kind, reads) if o not in owners]
+        readers = [o for o in readers_of(obj, dep.api_version, dep.kind, reads) if o not in owners]
+        if not readers or not uid:
+            return owners + readers
+        with self._lock:
+            if event == "DELETED":
+                self._seen.pop(uid, None)
+            else:
+                new = fingerprint(obj)
+                if event == "MODIFIED" and self._seen.get(uid) == new:
+                    return owners
+                self._seen[uid] = new
+        return owners + readers
 
     def stop(self) -> None:
         self._stopped.set()
@@ -228,7 +253,7 @@ class DependentWatches:
                 # What exists may have changed between its run and this watch: its owners run once
                 # more (as an informer's initial list does for the SDK).
                 for item in listing.to_dict().get("items") or []:
-                    for owner in self.interested(item, dep):
+                    for owner in self.interested(item, dep, "ADDED"):
                         self.loop.call_soon_threadsafe(self.notify, owner)
                 while not self._stopped.is_set():
                     stream = api.watch(  # type: ignore[no-untyped-call]
@@ -237,7 +262,7 @@ class DependentWatches:
                         obj = event["raw_object"]
                         version = obj.get("metadata", {}).get("resourceVersion", version)
                         if event["type"] in ("MODIFIED", "DELETED", "ADDED"):
-                            for owner in self.interested(obj, dep):
+                            for owner in self.interested(obj, dep, event["type"]):
                                 self.loop.call_soon_threadsafe(self.notify, owner)
                         if self._stopped.is_set():
                             return

@@ -158,6 +158,28 @@ def test_readers_of_an_object() -> None:
                       {BINDING: frozenset({cluster})}) == [BINDING]
 
 
+async def test_status_only_changes_reconcile_no_reader_but_still_every_owner() -> None:
+    watches = DependentWatches(asyncio.get_running_loop(), lambda _: None)
+    watches._watch = lambda dep: None  # type: ignore[method-assign]
+    read = ReadInterest("apps/v1", "Deployment", True, namespace="team-a", name="web")
+    watches.ensure([read], owner=BINDING)
+    web = {**obj("Deployment", "web", api_version="apps/v1"), "spec": {"replicas": 1}}
+    web["metadata"] = {**web["metadata"], "uid": "w1", "resourceVersion": "1", "generation": 1}
+    assert watches.interested(web, read, "ADDED") == [BINDING]
+    status_only = {**web, "status": {"replicas": 1}, "metadata": {**web["metadata"], "resourceVersion": "2"}}
+    assert watches.interested(status_only, read, "MODIFIED") == []
+    relabelled = {**status_only, "metadata": {**status_only["metadata"], "labels": {"tier": "x"}}}
+    assert watches.interested(relabelled, read, "MODIFIED") == [BINDING]
+    assert watches.interested(relabelled, read, "DELETED") == [BINDING]
+    # Owners hear of every change, status included (a PodSet counts its pods' readiness).
+    owned = {**status_only, "metadata": {**status_only["metadata"], "ownerReferences": [
+        {"apiVersion": "examples.playbook-operator.io/v1alpha1", "kind": "Example", "name": "ex", "uid": "9"}]}}
+    watches.interested(owned, read, "MODIFIED")
+    again = {**owned, "status": {"replicas": 2}}
+    assert watches.interested(again, read, "MODIFIED") == [
+        OwnerKey("examples.playbook-operator.io", "Example", "team-a", "ex")]
+
+
 async def test_watches_route_a_change_to_owners_and_readers_and_a_new_run_replaces_reads() -> None:
     seen: list[OwnerKey] = []
     watches = DependentWatches(asyncio.get_running_loop(), seen.append)
