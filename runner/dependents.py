@@ -217,24 +217,30 @@ class DependentWatches:
             self._reads.pop(owner, None)
 
     def interested(self, obj: Mapping[str, Any], dep: DependentKind, event: str = "ADDED") -> list[OwnerKey]:
-        """Everyone to reconcile for a change to `obj`: its owners, and the owners that read it
-        unless only its status or bookkeeping changed since they were last told."""
+        """Everyone to reconcile for a change to `obj`: its owners; the owners that read it by
+        name; and those that found it in a list, unless only its status or bookkeeping changed
+        since they were last told. A named object is depended on whole (a Provisioned Service
+        publishes its Secret in its status); a list is how a role finds a set of objects, and the
+        status writes that live objects see all the time would otherwise reconcile every role
+        that lists their kind."""
         owners = owners_of(obj)
-        uid = str((obj.get("metadata") or {}).get("uid") or "")
         with self._lock:
             reads = dict(self._reads)
-        readers = [o for o in readers_of(obj, dep.api_version, dep.kind, reads) if o not in owners]
-        if not readers or not uid:
-            return owners + readers
-        with self._lock:
-            if event == "DELETED":
-                self._seen.pop(uid, None)
-            else:
-                new = fingerprint(obj)
-                if event == "MODIFIED" and self._seen.get(uid) == new:
-                    return owners
-                self._seen[uid] = new
-        return owners + readers
+        by_name = {o: frozenset(r for r in rs if r.name) for o, rs in reads.items()}
+        by_list = {o: frozenset(r for r in rs if not r.name) for o, rs in reads.items()}
+        named = [o for o in readers_of(obj, dep.api_version, dep.kind, by_name) if o not in owners]
+        listed = [o for o in readers_of(obj, dep.api_version, dep.kind, by_list) if o not in owners + named]
+        uid = str((obj.get("metadata") or {}).get("uid") or "")
+        if listed and uid:
+            with self._lock:
+                if event == "DELETED":
+                    self._seen.pop(uid, None)
+                else:
+                    new = fingerprint(obj)
+                    if event == "MODIFIED" and self._seen.get(uid) == new:
+                        listed = []
+                    self._seen[uid] = new
+        return owners + named + listed
 
     def stop(self) -> None:
         self._stopped.set()

@@ -158,10 +158,10 @@ def test_readers_of_an_object() -> None:
                       {BINDING: frozenset({cluster})}) == [BINDING]
 
 
-async def test_status_only_changes_reconcile_no_reader_but_still_every_owner() -> None:
+async def test_status_only_changes_reconcile_no_lister_but_every_owner_and_named_reader() -> None:
     watches = DependentWatches(asyncio.get_running_loop(), lambda _: None)
     watches._watch = lambda dep: None  # type: ignore[method-assign]
-    read = ReadInterest("apps/v1", "Deployment", True, namespace="team-a", name="web")
+    read = ReadInterest("apps/v1", "Deployment", True, namespace="team-a")
     watches.ensure([read], owner=BINDING)
     web = {**obj("Deployment", "web", api_version="apps/v1"), "spec": {"replicas": 1}}
     web["metadata"] = {**web["metadata"], "uid": "w1", "resourceVersion": "1", "generation": 1}
@@ -178,6 +178,14 @@ async def test_status_only_changes_reconcile_no_reader_but_still_every_owner() -
     again = {**owned, "status": {"replicas": 2}}
     assert watches.interested(again, read, "MODIFIED") == [
         OwnerKey("examples.playbook-operator.io", "Example", "team-a", "ex")]
+    # Read by name, an object is depended on whole: a Provisioned Service's Secret is in its status.
+    service = ReadInterest("example.com/v1", "Database", True, namespace="team-a", name="pg")
+    watches.ensure([service], owner=BINDING)
+    db = {**obj("Database", "pg", api_version="example.com/v1"), "status": {"binding": {"name": "s1"}}}
+    db["metadata"] = {**db["metadata"], "uid": "d1"}
+    assert watches.interested(db, service, "ADDED") == [BINDING]
+    rotated = {**db, "status": {"binding": {"name": "s2"}}}
+    assert watches.interested(rotated, service, "MODIFIED") == [BINDING]
 
 
 async def test_watches_route_a_change_to_owners_and_readers_and_a_new_run_replaces_reads() -> None:
