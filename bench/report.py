@@ -11,6 +11,9 @@ from typing import Any
 from bench.stats import ratio, summarize
 
 SYSTEMS = ("ours", "sdk", "native")
+DURING = "during the start-up pass"
+FOOTNOTE = ("* measured in a short window during the start-up pass over the background, which did not finish "
+            "within its cap: not a steady state")
 MB = 1024 * 1024
 
 
@@ -100,15 +103,16 @@ def figures(systems: dict[str, dict[str, Any]], reconcile_cost: dict[str, Any] |
     latency("new_median", "new set among many -> 3 Ready, median", "among.new_set_ready", "median")
     latency("new_p95", "new set among many -> 3 Ready, p95", "among.new_set_ready", "p95")
     scalar("idle_cpu", "idle window: CPU seconds", "s", ("scenarios", "steady", "cpu_seconds"))
-    cpu = rows[-1]
-    for s, data in systems.items():
-        steady = _get(data, "scenarios", "steady") or {}
-        if steady.get("during_startup_pass"):
-            cpu.notes[s] = f"{steady.get('window_seconds', 0):.0f} s during the start-up pass"
+    idle_start = len(rows) - 1
     scalar("idle_runs", "idle window: Ansible runs", "", ("scenarios", "steady", "ansible_runs"))
     scalar("idle_writes", "idle window: write requests", "", ("scenarios", "steady", "writes"))
     scalar("rss", "RSS, all processes", "MB", ("scenarios", "steady", "rss_bytes"), scale=MB)
     scalar("pss", "PSS, all processes", "MB", ("scenarios", "steady", "pss_bytes"), scale=MB)
+    for s, data in systems.items():
+        steady = _get(data, "scenarios", "steady") or {}
+        if steady.get("during_startup_pass"):
+            for row in rows[idle_start:]:
+                row.notes[s] = f"{DURING} ({steady.get('window_seconds', 0):.0f} s window)"
     if reconcile_cost:
         summary = reconcile_cost.get("summary", {})
         rows.append(Figure("noop_reconcile", "no-op reconcile (4 k8s tasks), median", "s",
@@ -185,12 +189,7 @@ def table(rows: list[Figure], titles: dict[str, str]) -> str:
     body = []
     for f in rows:
         r = f.as_dict()["ratios"]
-        cells = []
-        for s in SYSTEMS:
-            v = fmt(f.values.get(s), f.unit)
-            if f.values.get(s) is None and s in f.notes:
-                v = f.notes[s].replace("not within ", ">")
-            cells.append(v)
+        cells = [_cell(f, s, ">") for s in SYSTEMS]
         body.append([f.label, f.unit, *cells, fmt_ratio(r["vs_sdk"]), fmt_ratio(r["vs_native"])])
     widths = [max(len(str(row[i])) for row in [head, *body]) for i in range(len(head))]
     lines = []
@@ -199,7 +198,17 @@ def table(rows: list[Figure], titles: dict[str, str]) -> str:
                                for i, c in enumerate(row)))
         if n == 0:
             lines.append("  ".join("-" * w for w in widths))
+    if any(_cell(f, s, ">").endswith("*") for f in rows for s in SYSTEMS):
+        lines.append(FOOTNOTE)
     return "\n".join(lines)
+
+
+def _cell(f: Figure, system: str, over: str) -> str:
+    value, note = f.values.get(system), f.notes.get(system, "")
+    if value is None and note.startswith("not within "):
+        return note.replace("not within ", over)
+    text = fmt(value, f.unit)
+    return text + "*" if value is not None and note.startswith(DURING) else text
 
 
 def targets_text(checks: list[dict[str, Any]]) -> str:
@@ -212,12 +221,11 @@ def markdown_table(rows: list[Figure], titles: dict[str, str]) -> str:
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for f in rows:
         r = f.as_dict()["ratios"]
-        cells = []
-        for s in SYSTEMS:
-            v = f.values.get(s)
-            cells.append(f.notes[s].replace("not within ", "> ") if v is None and s in f.notes else fmt(v, f.unit))
+        cells = [_cell(f, s, "> ") for s in SYSTEMS]
         label = f"{f.label} ({f.unit})" if f.unit else f.label
         lines.append("| " + " | ".join([label, *cells, fmt_ratio(r["vs_sdk"]), fmt_ratio(r["vs_native"])]) + " |")
+    if any(_cell(f, s, ">").endswith("*") for f in rows for s in SYSTEMS):
+        lines += ["", FOOTNOTE]
     return "\n".join(lines)
 
 
@@ -287,12 +295,23 @@ def chart(doc: dict[str, Any], path: Path) -> None:
 
 
 def main(argv: list[str]) -> int:
-    """`python -m bench.report RESULTS.json`: the figures as a Markdown table (for the README),
-    the targets, and the chart again (`--chart`)."""
+    """`python -m bench.report RESULTS.json [--recompute] [--chart]`: the figures as a Markdown
+    table (for the README) and the targets; `--recompute` derives the figures again from the raw
+    samples, `--chart` draws the PNG again."""
     import json
 
     path = Path(argv[0])
     doc = json.loads(path.read_text())
+    if "--recompute" in argv:
+        # Figures, summaries and targets again from the raw data, with this version of the code.
+        for data in doc["systems"].values():
+            scen = data.get("scenarios", {})
+            if "steady" in scen and "during_startup_pass" not in scen["steady"] and "among" in scen:
+                scen["steady"]["during_startup_pass"] = scen["among"].get("startup_sync_seconds") is None
+        meta = {k: v for k, v in doc.items() if k not in ("systems", "summaries", "figures", "targets",
+                                                          "reconcile_cost")}
+        doc = results_document(meta=meta, systems=doc["systems"], reconcile_cost=doc.get("reconcile_cost"))
+        path.write_text(json.dumps(doc, indent=1) + "\n")
     titles = {k: v.get("title", k) for k, v in doc["systems"].items()}
     print(markdown_table(rows_from_document(doc), titles))
     print()
