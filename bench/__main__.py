@@ -5,11 +5,12 @@ the terminal, bench/results/<date>-<machine>[-quick].json and a PNG beside it.
 Order (one system runs at a time, so none competes with another for the CPUs):
   1. no-op reconcile cost, three ways (bench/reconcile_cost.py)
   2. per system: one set of 3 again and again; a burst of sets at once
-  3. native: the background of ReplicaSets; a new one among them; an idle window
-  4. playbook-operator: creates and converges the background PodSets, restarts, a new PodSet
-     among them (at start-up and after), an idle window
-  5. SDK: starts with the same converged PodSets present (as after a restart or an upgrade),
-     the same measurements
+  3. native: the background of ReplicaSets; new ones among them; an idle window
+  4. playbook-operator: creates and converges the background PodSets; new PodSets among them; an
+     idle window; then a restart with them present: a new PodSet at start-up, the start-up pass
+  5. SDK: starts with the same converged PodSets present (as after a restart or an upgrade): a new
+     PodSet at start-up, the start-up pass; if that pass finishes within its cap, new PodSets
+     among them and an idle window, else a short idle window during the pass
 """
 
 from __future__ import annotations
@@ -126,7 +127,8 @@ def main(argv: list[str] | None = None) -> int:
         subprocess.run(["tar", "-x", "-C", str(source)], input=archive, check=True)
     sys_objs = {k: systems.make(k, workdir, args.kubeconfig, source) for k in keys}
     podset_keys = [k for k in keys if k != "native"]
-    steps = 1 + 2 * len(keys) + (4 if "native" in keys else 0) + (2 if "ours" in keys else 0) + 4 * len(podset_keys)
+    steps = (1 + 3 * len(keys) + (4 if "native" in keys else 0) + (3 if podset_keys else 0)
+             + 4 * len(podset_keys))
     progress = Progress(steps)
     started = datetime.datetime.now(datetime.UTC)
     data: dict[str, dict[str, Any]] = {k: {"title": sys_objs[k].title, "kind": sys_objs[k].kind, "scenarios": {}}
@@ -163,29 +165,41 @@ def main(argv: list[str] | None = None) -> int:
             progress.begin("cleaning up")
             wait_namespaces_gone(kube, [f"bench-single-{key}", f"bench-burst-{key}"], progress)
 
-        def among(s: systems.System, runs_expected: float | None) -> None:
+        def among(s: systems.System, settled: bool = True) -> None:
+            """New sets among the converged background, then the idle window."""
             ns = f"bench-among-{s.key}"
             kube.create_namespace(ns)
-            progress.begin(f"{s.title}: new set among {plan.background}")
-            data[s.key]["scenarios"]["among"] = scenarios.new_among_background(kube, s, ns, plan, progress,
-                                                                               runs_expected)
+            if settled:
+                progress.begin(f"{s.title}: new sets among {plan.background}")
+                data[s.key]["scenarios"]["among"] = scenarios.new_sets(kube, s, ns, plan, progress)
             progress.begin(f"{s.title}: idle {plan.steady_window:.0f}s with {plan.background} sets")
-            settled = data[s.key]["scenarios"]["among"]["startup_sync_seconds"] is not None
             data[s.key]["scenarios"]["steady"] = scenarios.steady(s, audit, plan, progress, exclude, settled)
             kube.delete_namespace(ns)
+
+        def restart(s: systems.System) -> bool:
+            """(Re)start with the background present; True when the start-up pass finished."""
+            ns = f"bench-restart-{s.key}"
+            kube.create_namespace(ns)
+            s.start()
+            progress.begin(f"{s.title}: start-up with {plan.background} sets")
+            result = scenarios.startup_pass(kube, s, ns, plan, progress, float(plan.background + 1))
+            data[s.key]["scenarios"]["restart"] = result
+            kube.delete_namespace(ns)
+            return result["startup_sync_seconds"] is not None
 
         # -- 3. native with its own background
         if "native" in keys:
             s = sys_objs["native"]
             progress.begin(f"{s.title}: background of {plan.background}")
             data["native"]["scenarios"]["background"] = scenarios.create_background(kube, s, plan, progress)
-            among(s, None)
+            among(s)
             for ns in scenarios.background_namespaces(plan, s):
                 kube.delete_namespace(ns)
             progress.begin("cleaning up")
             wait_namespaces_gone(kube, [*scenarios.background_namespaces(plan, s), "bench-among-native"], progress)
 
-        # -- 4./5. PodSet background, converged by playbook-operator, then each operator from a start
+        # -- 4./5. PodSet background: converged by playbook-operator, which then measures new sets
+        # among it and idles; then each operator starts with it present (the start-up pass).
         if podset_keys:
             bg_owner = sys_objs["ours"] if "ours" in keys else sys_objs[podset_keys[0]]
             bg = systems.System("podsets", "", "PodSet", workdir, args.kubeconfig)  # names the namespaces
@@ -194,17 +208,19 @@ def main(argv: list[str] | None = None) -> int:
             progress.begin(f"{bg_owner.title}: converging {plan.background} PodSets")
             converge = scenarios.create_background(kube, bg, plan, progress)
             data[bg_owner.key]["scenarios"]["background"] = converge
+            among(bg_owner)
             bg_owner.stop()
             current = None
             for key in podset_keys:
                 s = sys_objs[key]
                 current = s
-                s.start()
-                among(s, float(plan.background + 1))
+                finished = restart(s)
+                if s is not bg_owner:
+                    among(s, settled=finished)
                 s.stop()
                 current = None
                 progress.begin("cleaning up")
-                wait_namespaces_gone(kube, [f"bench-among-{key}"], progress)
+                wait_namespaces_gone(kube, [f"bench-among-{key}", f"bench-restart-{key}"], progress)
             for ns in scenarios.background_namespaces(plan, bg):
                 kube.delete_namespace(ns)
     finally:
@@ -215,7 +231,7 @@ def main(argv: list[str] | None = None) -> int:
     prof = None
     if "ours" in keys:
         prof = profile.profile(sys_objs["ours"].workdir, profile.podset_creates(audit.path),
-                               {"bench-single-ours", "bench-among-ours"})
+                               {"bench-single-ours", "bench-among-ours", "bench-restart-ours"})
         meta["profile"] = prof
     meta["machine"]["load_average_at_end"] = list(os.getloadavg())
     doc = report.results_document(meta={**meta, "finished": datetime.datetime.now(datetime.UTC).isoformat(

@@ -152,11 +152,23 @@ def create_background(kube: Kube, system: System, plan: Plan, progress: Progress
             "cap_seconds": plan.converge_cap, "namespaces": namespaces}
 
 
-def new_among_background(kube: Kube, system: System, ns: str, plan: Plan, progress: Progress,
-                         runs_expected: float | None) -> dict[str, Any]:
-    """With the background present and the system just (re)started: one new set created at once
-    (it waits behind the start-up sync, the SDK's #5246), how long the start-up sync takes, then
-    new sets one at a time once it is over."""
+def settle(system: System, plan: Plan) -> None:
+    """Until the follow-ups of the last change are over: no Ansible run for 10 s (at most
+    `settle_cap`); 10 s for a system without Ansible."""
+    t0 = time.monotonic()
+    last, quiet_since = system.runs(), time.monotonic()
+    while time.monotonic() - t0 < plan.settle_cap and time.monotonic() - quiet_since < 10:
+        time.sleep(1)
+        now = system.runs()
+        if now != last:
+            last, quiet_since = now, time.monotonic()
+
+
+def startup_pass(kube: Kube, system: System, ns: str, plan: Plan, progress: Progress,
+                 runs_expected: float) -> dict[str, Any]:
+    """The system has just started with the background present: a new set created at once waits
+    behind the start-up pass over every set (the SDK's operator-sdk#5246). How long it waits, and
+    how long the pass takes (`runs_expected` Ansible runs), each up to `sync_cap`."""
     t0 = time.monotonic()
     kube.create_set(system.kind, ns, "new-at-start", 3)
     at_start = None
@@ -166,44 +178,43 @@ def new_among_background(kube: Kube, system: System, ns: str, plan: Plan, progre
         if at_start is None and converged(kube, ns, "new-at-start", 3)():
             at_start = now
         runs = system.runs()
-        if sync_seconds is None and (runs_expected is None or (runs is not None and runs >= runs_expected)):
+        if sync_seconds is None and runs is not None and runs >= runs_expected:
             sync_seconds = now
-        progress.update(int(runs or 0), int(runs_expected or 1))
+        progress.update(int(runs or 0), int(runs_expected))
         if at_start is not None and sync_seconds is not None:
             break
         time.sleep(0.25)
+    return {"new_at_start_seconds": at_start, "startup_sync_seconds": sync_seconds,
+            "sync_cap_seconds": plan.sync_cap, "runs_expected_for_sync": runs_expected}
+
+
+def new_sets(kube: Kube, system: System, ns: str, plan: Plan, progress: Progress) -> dict[str, Any]:
+    """With the background converged and the system settled: new sets one at a time, each
+    timed from its create request to 3 Ready pods (its first reconcile)."""
+    settle(system, plan)
     samples: list[float] = []
     timeouts = 0
-    if sync_seconds is not None:
-        started = time.monotonic()
-        i = 0
-        while i < plan.new_samples and time.monotonic() - started < plan.new_budget:
-            name = f"new-{i}"
-            t1 = time.monotonic()
-            kube.create_set(system.kind, ns, name, 3)
-            elapsed = wait_until(converged(kube, ns, name, 3), plan.step_timeout)
-            if elapsed is None:
-                timeouts += 1
-            else:
-                samples.append(time.monotonic() - t1)
-            i += 1
-            progress.update(i, plan.new_samples)
-    return {"samples": {"new_set_ready": samples}, "new_at_start_seconds": at_start,
-            "startup_sync_seconds": sync_seconds, "sync_cap_seconds": plan.sync_cap, "timeouts": timeouts,
-            "runs_expected_for_sync": runs_expected}
+    started = time.monotonic()
+    i = 0
+    while i < plan.new_samples and time.monotonic() - started < plan.new_budget:
+        name = f"new-{i}"
+        t1 = time.monotonic()
+        kube.create_set(system.kind, ns, name, 3)
+        if wait_until(converged(kube, ns, name, 3), plan.step_timeout) is None:
+            timeouts += 1
+        else:
+            samples.append(time.monotonic() - t1)
+        i += 1
+        progress.update(i, plan.new_samples)
+    return {"samples": {"new_set_ready": samples}, "timeouts": timeouts}
 
 
 def steady(system: System, audit: measure.AuditLog, plan: Plan, progress: Progress,
            exclude_agents: tuple[str, ...], settled: bool = True) -> dict[str, Any]:
-    """Nothing changes for `steady_window` seconds: what the system spends meanwhile. First the
-    follow-ups of the last change settle: no Ansible run for 10 s (at most `settle_cap`)."""
-    t_settle = time.monotonic()
-    last, quiet_since = system.runs(), time.monotonic()
-    while time.monotonic() - t_settle < plan.settle_cap and time.monotonic() - quiet_since < 10:
-        time.sleep(1)
-        now = system.runs()
-        if now != last:
-            last, quiet_since = now, time.monotonic()
+    """Nothing changes for `steady_window` seconds: what the system spends meanwhile, once the
+    follow-ups of the last change have settled (when there is a steady state to wait for)."""
+    if settled:
+        settle(system, plan)
     window = plan.steady_window if settled else plan.unsettled_window
     try:
         root: int | None = system.root_pid()

@@ -22,15 +22,14 @@ def _systems() -> dict[str, dict[str, Any]]:
             "burst": {"samples": {"per_set_ready": [1.0, 2.0]}, "all_ready_seconds": 2.0, "cap_seconds": 90},
             "steady": {"cpu_seconds": 0.5, "ansible_runs": 0, "writes": 0, "rss_bytes": 100 * report.MB,
                        "pss_bytes": 60 * report.MB},
-            "among": {"samples": {"new_set_ready": [1.0, 1.5]}, "new_at_start_seconds": 3.0,
-                      "startup_sync_seconds": 10.0, "sync_cap_seconds": 60}}},
+            "among": {"samples": {"new_set_ready": [1.0, 1.5]}},
+            "restart": {"new_at_start_seconds": 3.0, "startup_sync_seconds": 10.0, "sync_cap_seconds": 60}}},
         "sdk": {"title": "SDK ansible-operator", "scenarios": {
             "single": single([5.0, 6.0, 7.0]),
             "burst": {"samples": {"per_set_ready": [30.0]}, "all_ready_seconds": None, "cap_seconds": 90},
             "steady": {"cpu_seconds": 2.0, "ansible_runs": 0, "writes": 0, "rss_bytes": 300 * report.MB,
                        "pss_bytes": 200 * report.MB},
-            "among": {"samples": {"new_set_ready": []}, "new_at_start_seconds": None,
-                      "startup_sync_seconds": None, "sync_cap_seconds": 60}}},
+            "restart": {"new_at_start_seconds": None, "startup_sync_seconds": None, "sync_cap_seconds": 60}}},
         "native": {"title": "native ReplicaSet", "scenarios": {
             "single": single([0.2, 0.25, 0.3]),
             "burst": {"samples": {"per_set_ready": [0.5]}, "all_ready_seconds": 1.0, "cap_seconds": 90},
