@@ -148,7 +148,7 @@ def run(request: RunRequest, on_task: TaskCallback | None = None) -> RunResult:
                 "role": data.get("role", ""),
                 "outcome": outcome,
                 "changed": bool(res.get("changed")),
-                "diff": res.get("diff"),
+                "diff": _diff_of(res),
                 "duration": data.get("duration"),
             }
             task_results.append(entry)
@@ -246,6 +246,18 @@ def _error_from_stdout(stdout: Path) -> str:
             # The error and its first lines of context, not the whole usage text.
             return " ".join(part for part in lines[i:i + 3] if part)[:1024]
     return ""
+
+
+def _diff_of(res: Mapping[str, Any]) -> Any:
+    """A task's diff; for a loop, the diffs of its items."""
+    if res.get("diff") is not None or not isinstance(res.get("results"), list):
+        return res.get("diff")
+    diffs: list[Any] = []
+    for item in res["results"]:
+        if isinstance(item, Mapping) and item.get("diff"):
+            diff = item["diff"]
+            diffs.extend(diff if isinstance(diff, list) else [diff])
+    return diffs or None
 
 
 def _failure_message(res: Mapping[str, Any]) -> str:

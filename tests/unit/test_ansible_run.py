@@ -72,3 +72,10 @@ def test_artifacts_are_rotated_to_the_limit(tmp_path: Path) -> None:
                                                 private_data_dir=tmp_path / "run", max_artifacts=2))
         assert result.successful
     assert len(list((tmp_path / "run" / "artifacts").iterdir())) == 2
+
+
+def test_a_loop_shows_the_diffs_of_its_items() -> None:
+    one, two = {"before": {}, "after": {"a": 1}}, {"before": {"b": 1}, "after": {}}
+    assert ansible._diff_of({"diff": one}) == one
+    assert ansible._diff_of({"results": [{"diff": one}, {"changed": False}, {"diff": [two]}]}) == [one, two]
+    assert ansible._diff_of({"results": [{"changed": False}]}) is None
