@@ -69,7 +69,13 @@ case "${1:-up}" in
       kubectl get "$w" -o jsonpath='{range .spec.template.spec.volumes[*]}{"  volume "}{.name}{" <- Secret "}{.projected.sources[0].secret.name}{"\n"}{end}{range .spec.template.spec.containers[*].volumeMounts[*]}{"  mount  "}{.mountPath}{"\n"}{end}{range .spec.template.spec.containers[*].env[*]}{"  env    "}{.name}{"="}{.value}{.valueFrom.secretKeyRef.name}{" "}{.valueFrom.secretKeyRef.key}{.valueFrom.fieldRef.fieldPath}{"\n"}{end}'
     done
     echo
+    echo "--- The binding changed podset/web's template, so the PodSet rolls it out (maxSurge/maxUnavailable 25%)"
+    .venv/bin/playbook-operator rollout status ps/web --timeout 3m
+    .venv/bin/playbook-operator rollout history ps/web
+    kubectl get podset web
+    echo
     echo "Try: eval \"\$(make -s cluster-env)\"; kubectl delete pod -l app=web --wait=false; kubectl get pods -w"
+    echo "     .venv/bin/playbook-operator rollout undo ps/web; .venv/bin/playbook-operator rollout status ps/web"
     echo "Stop: make demo-down"
     ;;
   down)
