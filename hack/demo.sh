@@ -75,7 +75,6 @@ case "${1:-up}" in
     kubectl get podset web
     echo
     echo "Try: eval \"\$(make -s cluster-env)\"; kubectl delete pod -l app=web --wait=false; kubectl get pods -w"
-    echo "     .venv/bin/playbook-operator rollout undo ps/web; .venv/bin/playbook-operator rollout status ps/web"
     echo "Stop: make demo-down"
     ;;
   down)
