@@ -204,7 +204,10 @@ def test_scale_subresource_status_and_printer_columns(cluster: Cluster, crds: No
     # What the operator will write: its generic conditions (with ansibleResult) and the counts.
     status = {
         "replicas": 4, "readyReplicas": 2, "availableReplicas": 2, "fullyLabeledReplicas": 4,
-        "observedGeneration": 2, "selector": "app=web",
+        "observedGeneration": 2, "selector": "app=web", "updatedReplicas": 1,
+        # What the rollout records.
+        "currentRevision": "web-83ff9b7ede", "updateRevision": "web-8a2e41910b",
+        "failedRevision": "web-372a85b0a6", "collisionCount": 1,
         "conditions": [{
             "type": "Failure", "status": "True", "reason": "Failed", "message": "task failed",
             "lastTransitionTime": "2024-01-01T00:00:00Z",
@@ -227,8 +230,8 @@ def test_scale_subresource_status_and_printer_columns(cluster: Cluster, crds: No
     assert scale["status"] == {"replicas": 4, "selector": "app=web"}
 
     table = cluster.kubectl("get", "ps", "-n", namespace).stdout.splitlines()
-    assert table[0].split() == ["NAME", "DESIRED", "CURRENT", "READY", "AGE"]
-    assert table[1].split()[:4] == ["web", "5", "4", "2"]
+    assert table[0].split() == ["NAME", "DESIRED", "CURRENT", "READY", "UP-TO-DATE", "AVAILABLE", "AGE"]
+    assert table[1].split()[:6] == ["web", "5", "4", "2", "1", "2"]
 
     # categories: [all]
     assert "podset.workloads.playbook-operator.io/web" in cluster.kubectl("get", "all", "-n", namespace).stdout
