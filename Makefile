@@ -79,6 +79,8 @@ $(VENV)/.bench-installed: $(VENV)/.installed
 .PHONY: bench
 bench: venv $(VENV)/.bench-installed cluster-up ## Benchmarks (not part of make test): PodSet vs the SDK's ansible-operator vs ReplicaSet; QUICK=1 for a short run
 	bash hack/build-sdk-operator.sh
+	KUBECONFIG=$${KUBECONFIG:-$(LOCAL_KUBECONFIG)} $(KUBECTL) apply -k deploy/crd
+	KUBECONFIG=$${KUBECONFIG:-$(LOCAL_KUBECONFIG)} $(KUBECTL) wait --for condition=Established --timeout=60s crd --all
 	KUBECONFIG=$${KUBECONFIG:-$(LOCAL_KUBECONFIG)} PATH=$(dir $(KUBECTL)):$$PATH \
 		$(PY) -m bench $(if $(QUICK),--quick) $(BENCH_ARGS)
 
