@@ -66,6 +66,15 @@ def port_in_use(port: int) -> bool:
         return s.connect_ex(("127.0.0.1", port)) == 0
 
 
+def require_sdk_ports_free() -> None:
+    """Fail early when a port the SDK's operator cannot move is taken (checked by both operators,
+    so a run stops before it spends time on playbook-operator's scenarios)."""
+    for port in (SDK_PROXY_PORT, SDK_METRICS_API_PORT):
+        if port_in_use(port):
+            raise RuntimeError(f"127.0.0.1:{port} is taken: ansible-operator needs it (the proxy its runs "
+                               "reach the apiserver through, and its fixed user-metrics API)")
+
+
 def cache_dir() -> Path:
     return Path(os.environ.get("PLAYBOOK_OPERATOR_CACHE", Path.home() / ".cache" / "playbook-operator"))
 
@@ -162,10 +171,7 @@ class System:
 
 class Ours(System):
     def start(self) -> None:
-        for port in (SDK_PROXY_PORT, SDK_METRICS_API_PORT):
-            if port_in_use(port):
-                raise RuntimeError(f"127.0.0.1:{port} is taken: ansible-operator needs it (the proxy its runs "
-                                   "reach the apiserver through, and its fixed user-metrics API)")
+        require_sdk_ports_free()
         self.metrics_port = free_port()
         self.workdir.mkdir(parents=True, exist_ok=True)
         watches = podset_watch_file(self.workdir / "watches.yaml")
@@ -193,10 +199,7 @@ class Sdk(System):
         binary = sdk / "bin" / "ansible-operator"
         if not binary.exists():
             raise RuntimeError(f"{binary} missing: run hack/build-sdk-operator.sh")
-        for port in (SDK_PROXY_PORT, SDK_METRICS_API_PORT):
-            if port_in_use(port):
-                raise RuntimeError(f"127.0.0.1:{port} is taken: ansible-operator needs it (the proxy its runs "
-                                   "reach the apiserver through, and its fixed user-metrics API)")
+        require_sdk_ports_free()
         self.metrics_port = free_port()
         self.workdir.mkdir(parents=True, exist_ok=True)
         watches = podset_watch_file(self.workdir / "watches.yaml")
