@@ -14,21 +14,20 @@ from tests.support import Cluster, OperatorProcess, wait_for
 
 ROOT_ENV = "SERVICE_BINDING_ROOT"
 
+
+def open_crd(kind: str, plural: str) -> dict[str, Any]:
+    """A namespaced sbtest.playbook-operator.io/v1 kind that takes any object."""
+    return {"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+            "metadata": {"name": f"{plural}.sbtest.playbook-operator.io"},
+            "spec": {"group": "sbtest.playbook-operator.io", "scope": "Namespaced",
+                     "names": {"kind": kind, "plural": plural, "singular": kind.lower(), "listKind": f"{kind}List"},
+                     "versions": [{"name": "v1", "served": True, "storage": True, "schema": {"openAPIV3Schema": {
+                         "type": "object", "x-kubernetes-preserve-unknown-fields": True}}}]}}
+
+
 # A Provisioned Service kind (status.binding.name) and a workload kind that needs a mapping.
-TEST_CRDS = [
-    {"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
-     "metadata": {"name": "databases.sbtest.playbook-operator.io"},
-     "spec": {"group": "sbtest.playbook-operator.io", "scope": "Namespaced",
-              "names": {"kind": "Database", "plural": "databases", "singular": "database", "listKind": "DatabaseList"},
-              "versions": [{"name": "v1", "served": True, "storage": True, "schema": {"openAPIV3Schema": {
-                  "type": "object", "x-kubernetes-preserve-unknown-fields": True}}}]}},
-    {"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
-     "metadata": {"name": "runners.sbtest.playbook-operator.io"},
-     "spec": {"group": "sbtest.playbook-operator.io", "scope": "Namespaced",
-              "names": {"kind": "Runner", "plural": "runners", "singular": "runner", "listKind": "RunnerList"},
-              "versions": [{"name": "v1", "served": True, "storage": True, "schema": {"openAPIV3Schema": {
-                  "type": "object", "x-kubernetes-preserve-unknown-fields": True}}}]}},
-]
+TEST_CRDS = [open_crd("Database", "databases"), open_crd("Runner", "runners")]
+
 RUNNER_MAPPING = {
     "apiVersion": "servicebinding.io/v1", "kind": "ClusterWorkloadResourceMapping",
     "metadata": {"name": "runners.sbtest.playbook-operator.io"},
