@@ -332,9 +332,14 @@ def podset_plan(podset: Mapping[str, Any], pods: Sequence[Pod], now: Any = None)
     A PodSet being deleted plans nothing (the garbage collector removes its pods); its
     counts are still reported.
     """
-    spec = _spec(podset)
     moment = _now(now)
-    classes = podset_classify(pods, podset)
+    return plan_from_classes(podset, podset_classify(pods, podset), moment)
+
+
+def plan_from_classes(podset: Mapping[str, Any], classes: Mapping[str, list[Pod]],
+                      moment: datetime.datetime) -> dict[str, Any]:
+    """podset_plan from pods already split by podset_classify, for callers that need both."""
+    spec = _spec(podset)
     active = [*classes["owned"], *classes["to_adopt"]]
     template = spec.get("template") or {}
     counts = podset_counts(active, spec.get("selector"), int(spec.get("minReadySeconds") or 0), moment,

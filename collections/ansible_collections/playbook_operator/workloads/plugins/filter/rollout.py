@@ -19,6 +19,8 @@ from typing import Any
 
 from ansible.errors import AnsibleFilterError
 from ansible_collections.playbook_operator.workloads.plugins.filter.podset import (
+    _being_deleted,
+    _controller_uid,
     _labels,
     _meta,
     _name,
@@ -27,9 +29,9 @@ from ansible_collections.playbook_operator.workloads.plugins.filter.podset impor
     _ready_since,
     _spec,
     _utc,
+    plan_from_classes,
     podset_classify,
     podset_is_ready,
-    podset_plan,
     podset_rank_for_deletion,
 )
 
@@ -215,7 +217,8 @@ def podset_rollout(
     status = podset.get("status") or {}
     moment = _now(now)
     name = str(meta.get("name") or "")
-    base = podset_plan(podset, pods, moment)
+    classes = podset_classify(pods, podset)
+    base = plan_from_classes(podset, classes, moment)
     owned_revisions = podset_revisions(revisions, podset)
     by_name = {_name(r): r for r in owned_revisions}
     max_number = max((_revision_number(r) for r in owned_revisions), default=0)
@@ -292,7 +295,6 @@ def podset_rollout(
 
     # Which of the active pods (owned or adopted now, as podset_plan counts them) are the
     # target's and which are older.
-    classes = podset_classify(pods, podset)
     active = [*classes["owned"], *classes["to_adopt"]]
     new = [p for p in active if _pod_hash(p) == target_hash]
     old = [p for p in active if _pod_hash(p) != target_hash]
@@ -310,7 +312,7 @@ def podset_rollout(
         if recreate and not paused:
             if old:
                 delete = [_name(p) for p in podset_rank_for_deletion(old, moment)]
-            elif not _old_terminating(pods, podset, target_hash):
+            elif all(_pod_hash(p) == target_hash for p in classes["terminating"]):
                 create = max(0, replicas - len(new))
         elif paused:
             create = max(0, replicas - total)
@@ -515,22 +517,6 @@ def _soonest(current: float, candidate: float) -> float:
     return candidate if not current else min(current, candidate)
 
 
-def _being_deleted(obj: Mapping[str, Any]) -> bool:
-    return bool(_meta(obj).get("deletionTimestamp"))
-
-
-def _owned_by(pod: Pod, uid: str) -> bool:
-    return any(
-        isinstance(r, Mapping) and r.get("controller") is True and r.get("uid") == uid
-        for r in _meta(pod).get("ownerReferences") or []
-    )
-
-
-def _old_terminating(pods: Sequence[Pod], podset: Mapping[str, Any], target_hash: str) -> bool:
-    uid = str(_meta(podset).get("uid") or "")
-    return any(_being_deleted(p) and uid and _owned_by(p, uid) and _pod_hash(p) != target_hash for p in pods)
-
-
 def _pod_template(template: Any, template_hash: str) -> dict[str, Any]:
     template = template if isinstance(template, Mapping) else {}
     meta = template.get("metadata") or {}
@@ -546,7 +532,7 @@ def _prune(
 ) -> list[str]:
     """Old revisions beyond revisionHistoryLimit, oldest first; never one with pods."""
     uid = str(_meta(podset).get("uid") or "")
-    in_use = {_pod_hash(p) for p in pods if uid and _owned_by(p, uid)}
+    in_use = {_pod_hash(p) for p in pods if uid and _controller_uid(p) == uid}
     candidates = [r for r in revisions if _name(r) not in keep and str(_labels(r).get(HASH_LABEL)) not in in_use]
     surplus = len(candidates) - max(0, limit)
     return [_name(r) for r in candidates[:surplus]] if surplus > 0 else []
