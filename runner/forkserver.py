@@ -40,6 +40,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from runner import codecache
+
 HEADER = struct.Struct("!I")
 MAX_REQUEST = 16 << 20
 
@@ -90,7 +92,8 @@ def preload(kind: str) -> None:
         # The libraries modules load. ansible-core's module_utils come from this very
         # installation, the one the controller builds every module payload from, so loading
         # them here once changes nothing a module sees. Collections' own module_utils are not
-        # preloaded: those still come from each payload, whatever collection version built it.
+        # preloaded: those still come from each payload, whatever collection version built it;
+        # only their compiled code is kept, by digest of their source (`runner.codecache`).
         for name in ("kubernetes.client", "kubernetes.config", "kubernetes.dynamic", "kubernetes.watch",
                      "yaml", "jsonpatch", "urllib3", "requests", "json", "tempfile", "zipfile", "base64",
                      "shutil", "datetime", "hashlib", "uuid", "copy", "runpy", "traceback", "types",
@@ -229,6 +232,9 @@ def serve(kind: str, socket_path: Path, owner_pid: int) -> int:
 
     signal.signal(signal.SIGTERM, stop)
     preload(kind)
+    if kind == "python":
+        # Beside the socket, so it goes with the warm directory.
+        codecache.install(socket_path.parent / "code")
     socket_path.unlink(missing_ok=True)
     server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     server.bind(str(socket_path))

@@ -1,0 +1,179 @@
+"""Module payloads imported without zipimport, with their compiled code kept between runs.
+
+Ansible ships each module run a fresh zip of the module and its module_utils
+(``ansible_<module>_payload.zip``). zipimport reads that zip's directory in pure Python and
+compiles every file twice per run (once to find it, once to load it); for kubernetes.core
+that was most of a warm module run's own work. Installed in the warm module interpreter
+(`runner.forkserver`), this path hook serves payload zips instead: the directory is read
+once with `zipfile`, and each file's code comes from a directory of marshalled code objects
+named by a digest of its path and source, so a file is compiled only the first time any run
+sees it.
+
+What runs does not change: the source is the payload's own, so a payload from another
+collection version simply misses the cache. ``__file__`` is the path zipimport would give;
+tracebacks name a file by its path inside the payload
+(``ansible_collections/kubernetes/core/plugins/module_utils/k8s/client.py``) and show its
+source lines, since the temporary zip is gone by the time anyone reads them. Zips that are
+not module payloads are left to zipimport.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import importlib.abc
+import importlib.machinery
+import importlib.util
+import marshal
+import os
+import sys
+import types
+import zipfile
+import zipimport
+from pathlib import Path
+from typing import Any
+
+# Bytecode depends on the interpreter and on -O.
+_SALT = importlib.util.MAGIC_NUMBER + bytes([sys.flags.optimize])
+
+
+def digest(member: str, source: str) -> str:
+    """The cache key of a payload file: its path inside the payload (the code's file name) and source."""
+    return hashlib.sha256(_SALT + f"{member}\0{source}".encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def is_payload(path: str) -> bool:
+    """A module payload as Ansible's AnsiballZ wrapper writes it."""
+    name = os.path.basename(path)
+    return name.startswith("ansible_") and name.endswith("_payload.zip")
+
+
+class Archive:
+    """One payload zip, its directory read once."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.zip = zipfile.ZipFile(path)
+        self.names = frozenset(self.zip.namelist())
+        self.folders = frozenset(name.rsplit("/", i)[0] for name in self.names for i in range(1, name.count("/") + 1))
+
+    def read_text(self, member: str) -> str:
+        return self.zip.read(member).decode("utf-8")
+
+
+class PayloadImporter:
+    """The path hook: a finder for each import path entry in a payload zip (the zip, or a folder in it)."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self._archives: dict[str, Archive] = {}
+
+    def __call__(self, entry: str) -> PayloadEntryFinder:
+        archive_end = entry.find(".zip")
+        archive_path, inner = entry[:archive_end + 4], entry[archive_end + 4:]
+        if archive_end < 0 or (inner and not inner.startswith("/")) or not is_payload(archive_path):
+            raise ImportError("not a module payload", path=entry)
+        archive = self._archives.get(archive_path)
+        if archive is None:
+            try:
+                archive = self._archives[archive_path] = Archive(archive_path)
+            except (OSError, zipfile.BadZipFile) as exc:
+                raise ImportError(f"unreadable module payload: {exc}", path=entry) from exc
+        inner = inner.strip("/")
+        return PayloadEntryFinder(archive, f"{inner}/" if inner else "", self.directory)
+
+
+class PayloadEntryFinder(importlib.abc.PathEntryFinder):
+    """Finds modules, packages and namespace packages in one folder of a payload zip."""
+
+    def __init__(self, archive: Archive, inner: str, directory: Path) -> None:
+        self.archive = archive
+        self.inner = inner
+        self.directory = directory
+
+    def find_spec(self, fullname: str, target: types.ModuleType | None = None) -> Any:
+        base = self.inner + fullname.rpartition(".")[2]
+        for member, is_package in ((f"{base}/__init__.py", True), (f"{base}.py", False)):
+            if member in self.archive.names:
+                loader = PayloadLoader(self.archive, member, is_package, self.directory)
+                spec = importlib.util.spec_from_loader(fullname, loader, origin=loader.path, is_package=is_package)
+                if spec is not None:
+                    spec.has_location = True
+                    if is_package:
+                        spec.submodule_search_locations = [f"{self.archive.path}/{base}"]
+                return spec
+        if base in self.archive.folders:
+            # A namespace package portion, as zipimport reports one.
+            spec = importlib.machinery.ModuleSpec(fullname, None)
+            spec.submodule_search_locations = [f"{self.archive.path}/{base}"]
+            return spec
+        return None
+
+    def invalidate_caches(self) -> None:
+        return None
+
+
+class PayloadLoader(importlib.abc.InspectLoader):
+    """Loads one payload file: source from the zip, code from the cache when it has it."""
+
+    def __init__(self, archive: Archive, member: str, is_package: bool, directory: Path) -> None:
+        self.archive = archive
+        self.member = member
+        self.package = is_package
+        self.directory = directory
+        self.path = f"{archive.path}/{member}"
+
+    def create_module(self, spec: importlib.machinery.ModuleSpec) -> None:
+        return None
+
+    def exec_module(self, module: types.ModuleType) -> None:
+        exec(self.get_code(module.__name__), module.__dict__)
+
+    def is_package(self, fullname: str) -> bool:
+        return self.package
+
+    def get_filename(self, fullname: str) -> str:
+        return self.path
+
+    def get_source(self, fullname: str) -> str:
+        return self.archive.read_text(self.member)
+
+    def get_data(self, path: str) -> bytes:
+        # pkgutil.get_data and friends: files beside the module, in the zip or outside it.
+        prefix = self.archive.path + "/"
+        if path.startswith(prefix) and path[len(prefix):] in self.archive.names:
+            return self.archive.zip.read(path[len(prefix):])
+        with open(path, "rb") as f:
+            return f.read()
+
+    def get_resource_reader(self, fullname: str) -> Any:
+        return zipimport.zipimporter(self.path.rpartition("/")[0]).get_resource_reader(fullname)
+
+    def get_code(self, fullname: str) -> types.CodeType:
+        source = self.get_source(fullname)
+        entry = self.directory / f"{digest(self.member, source)}.code"
+        try:
+            code: types.CodeType = marshal.loads(entry.read_bytes())
+        except (OSError, EOFError, ValueError, TypeError):
+            code = compile(source, self.member, "exec", dont_inherit=True)
+            _store(entry, code)
+        return code
+
+
+def _store(entry: Path, code: types.CodeType) -> None:
+    # Concurrent runs may store the same entry: each writes a file of its own, then renames it.
+    partial = entry.with_name(f"{entry.name}.{os.getpid()}")
+    try:
+        partial.write_bytes(marshal.dumps(code))
+        os.replace(partial, entry)
+    except OSError:
+        with contextlib.suppress(OSError):
+            partial.unlink()
+
+
+def install(directory: Path) -> None:
+    """Serve payload zips with this module's path hook, ahead of zipimport's; once per process."""
+    if any(isinstance(hook, PayloadImporter) for hook in sys.path_hooks):
+        return
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    sys.path_hooks.insert(0, PayloadImporter(directory))
