@@ -118,9 +118,32 @@ def _collections_path(env: Mapping[str, str]) -> str:
     return ":".join(paths)
 
 
+def _close_without_delay() -> None:
+    """ansible-runner runs Ansible under pexpect, whose close() sleeps 0.1 s after closing the
+    terminal, to give the kernel time before it checks on the child. ansible-runner closes only
+    after the child has exited, so on every run that sleep was pure latency. The child is still
+    checked and reaped; it is only not waited for."""
+    import pexpect
+
+    if getattr(pexpect.spawn, "closes_without_delay", False):
+        return
+
+    class Spawn(pexpect.spawn):  # type: ignore[misc]
+        closes_without_delay = True
+
+        def _spawnpty(self, args: Any, **kwargs: Any) -> Any:
+            pty = super()._spawnpty(args, **kwargs)
+            pty.delayafterclose = 0
+            return pty
+
+    pexpect.spawn = Spawn
+
+
 def run(request: RunRequest, on_task: TaskCallback | None = None) -> RunResult:
     """Run the request's role or playbook and wait for it (call it from a worker thread)."""
     import ansible_runner  # imported late: the CLI's pure commands do not need it
+
+    _close_without_delay()
 
     request.private_data_dir.mkdir(parents=True, exist_ok=True)
     playbook = _playbook_for(request.target, request.private_data_dir)

@@ -79,3 +79,23 @@ def test_a_loop_shows_the_diffs_of_its_items() -> None:
     assert ansible._diff_of({"diff": one}) == one
     assert ansible._diff_of({"results": [{"diff": one}, {"changed": False}, {"diff": [two]}]}) == [one, two]
     assert ansible._diff_of({"results": [{"changed": False}]}) is None
+
+
+def test_runs_are_closed_without_pexpects_delay_and_still_reaped() -> None:
+    import time
+
+    import pexpect
+
+    ansible._close_without_delay()
+    ansible._close_without_delay()  # once is enough; twice changes nothing
+    assert pexpect.spawn.closes_without_delay
+    assert not getattr(pexpect.spawn.__mro__[1], "closes_without_delay", False), "wrapped once, not twice"
+    # As ansible-runner does: read to the end, wait for the child to exit, then close.
+    child = pexpect.spawn("sh", ["-c", "exit 3"])
+    child.expect(pexpect.EOF)
+    deadline = time.monotonic() + 30
+    while child.isalive() and time.monotonic() < deadline:
+        child.expect([pexpect.EOF, pexpect.TIMEOUT], timeout=0.05)
+    assert child.ptyproc.delayafterclose == 0
+    child.close()
+    assert child.exitstatus == 3, "the exit status is still collected"
