@@ -122,6 +122,15 @@ class Kube:
             return dict(self.custom.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name))
         return dict(self.api.sanitize_for_serialization(self.apps.read_namespaced_replica_set(name, namespace)))
 
+    # -- nodes
+
+    def pod_capacity(self) -> int:
+        """How many pods the cluster's nodes take, all together."""
+        from kubernetes.utils import parse_quantity
+
+        return sum(int(parse_quantity((node.status.allocatable or {}).get("pods", "0")))
+                   for node in self.core.list_node().items)
+
     # -- pods
 
     def pods(self, namespace: str, selector: str | None = None) -> list[dict[str, Any]]:

@@ -39,6 +39,11 @@ class Plan:
     unsettled_window: float = 60.0
     settle_cap: float = 60.0  # before the idle window: until no Ansible run for 10 s, at most this long
 
+    def pods_needed(self) -> int:
+        """Pods present at once at the worst moment: the background, a set scaled to 10 or the
+        burst, and the new sets among the background."""
+        return 3 * self.background + max(10, 3 * self.burst) + 3 * self.new_samples
+
     @classmethod
     def make(cls, quick: bool) -> Plan:
         if quick:

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from bench import report
+from bench import report, scenarios
 from bench.kube import podset, replicaset, tally
 
 
@@ -141,3 +141,10 @@ def test_manifests_select_their_own_pods() -> None:
         spec = manifest["spec"]
         assert spec["selector"]["matchLabels"] == spec["template"]["metadata"]["labels"] == {"bench-set": "web"}
         assert spec["replicas"] == 3
+
+
+def test_the_plan_says_how_many_pods_the_cluster_must_take() -> None:
+    full, quick = scenarios.Plan.make(False), scenarios.Plan.make(True)
+    assert full.pods_needed() == 3 * 1000 + 3 * 100 + 3 * 20
+    assert quick.pods_needed() == 3 * 50 + 3 * 10 + 3 * 3
+    assert full.pods_needed() > 750, "more than the 3 nodes of 250 pods the local cluster used to have"
