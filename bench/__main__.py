@@ -116,9 +116,9 @@ def main(argv: list[str] | None = None) -> int:
     plan = scenarios.Plan.make(args.quick)
     keys = [k for k in ("ours", "sdk", "native") if k in args.systems.split(",")]
     kube = Kube(args.kubeconfig)
-    capacity = kube.pod_capacity()
-    if capacity < plan.pods_needed():
-        parser.error(f"the cluster's nodes take {capacity} pods and this run needs {plan.pods_needed()}: pods "
+    capacity, needed = kube.pod_capacity(), plan.pods_needed()
+    if capacity < needed:
+        parser.error(f"the cluster's nodes take {capacity} pods and this run needs {needed}: pods "
                      "beyond that stay Pending and every figure after them would measure the scheduler. A cluster "
                      "from an older hack/cluster.py has smaller nodes: make cluster-down CLUSTER_NAME=..., then again.")
     workdir = Path(tempfile.mkdtemp(prefix="playbook-operator-bench-"))

@@ -40,8 +40,8 @@ class Plan:
     settle_cap: float = 60.0  # before the idle window: until no Ansible run for 10 s, at most this long
 
     def pods_needed(self) -> int:
-        """Pods present at once at the worst moment: the background, a set scaled to 10 or the
-        burst, and the new sets among the background."""
+        """An upper bound on the pods present at once: the background with its new sets, plus the
+        larger of a set scaled to 10 and the burst (those run at other times, so it overstates)."""
         return 3 * self.background + max(10, 3 * self.burst) + 3 * self.new_samples
 
     @classmethod
