@@ -68,16 +68,22 @@ def binding(name: str, *, service: dict[str, Any] | None = None, workload: dict[
                                                          "name": "web"}, **spec}})
 
 
-def condition(cluster: Cluster, namespace: str, name: str, ctype: str = "Ready") -> dict[str, Any] | None:
-    sb = cluster.get("servicebinding", name, namespace) or {}
+def condition_of(sb: dict[str, Any], ctype: str = "Ready") -> dict[str, Any] | None:
     return next((c for c in (sb.get("status") or {}).get("conditions") or [] if c["type"] == ctype), None)
+
+
+def condition(cluster: Cluster, namespace: str, name: str, ctype: str = "Ready") -> dict[str, Any] | None:
+    return condition_of(cluster.get("servicebinding", name, namespace) or {}, ctype)
 
 
 def wait_ready(cluster: Cluster, namespace: str, name: str, status: str = "True", reason: str | None = None,
                timeout: float = 90) -> dict[str, Any]:
+    """The binding once its Ready condition is as asked for its current generation. The condition
+    and the object returned come from one read: a second read could show a newer status than the
+    object returned (a Ready=True beside the status.binding of a SecretNotFound)."""
     def check() -> dict[str, Any] | None:
         sb = cluster.get("servicebinding", name, namespace) or {}
-        c = condition(cluster, namespace, name)
+        c = condition_of(sb)
         if (c and c["status"] == status and (reason is None or c["reason"] == reason)
                 and (sb.get("status") or {}).get("observedGeneration") == sb["metadata"]["generation"]):
             return sb
