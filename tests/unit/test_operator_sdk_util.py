@@ -339,6 +339,7 @@ class FakeStatusResource:
 class FakeResource:
     def __init__(self, obj: dict[str, Any], conflicts: int = 0) -> None:
         self.obj = copy.deepcopy(obj)
+        self.api_version, self.kind = obj["apiVersion"], obj["kind"]
         self.reads = 0
         self.subresources = {"status": FakeStatusResource(self, conflicts)}
 
@@ -443,6 +444,19 @@ def test_a_missing_object_is_an_api_error_not_a_retry() -> None:
     with pytest.raises(NotFoundError):
         update(resource, status={"phase": "Ready"})
     assert resource.reads == 1
+
+
+def test_check_mode_on_an_object_not_created_yet_reports_the_status_it_would_get() -> None:
+    # A dry run of a manifest before it is applied: nothing to read, nothing written.
+    resource = FakeResource({**EXAMPLE, "metadata": {**EXAMPLE["metadata"], "name": "other"}})
+    outcome = update(resource, status={"phase": "Ready"}, conditions=[{"type": "Ready", "status": "True"}],
+                     check_mode=True)
+    assert outcome["changed"] is True
+    assert resource.writes == []
+    assert outcome["diff"]["before"] == {"status": {}}
+    assert outcome["diff"]["after"]["status"]["phase"] == "Ready"
+    assert outcome["result"]["metadata"] == {"name": "ex", "namespace": "ns"}
+    assert outcome["result"]["kind"] == "Example"
 
 
 def test_the_argument_spec_matches_the_sdk_and_keeps_secrets_out_of_logs() -> None:

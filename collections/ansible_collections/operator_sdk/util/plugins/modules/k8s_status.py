@@ -101,7 +101,11 @@ options:
     default: false
 attributes:
   check_mode:
-    description: Reports whether the status would change and what it would be, without writing.
+    description:
+      - Reports whether the status would change and what it would be, without writing.
+      - An object that does not exist yet (a dry run of a manifest before it is applied) is taken
+        to have no status, so the task reports the status it would get. Outside check mode a
+        missing object is an error.
     support: full
   diff_mode:
     description: Shows the status before and after.
@@ -198,6 +202,7 @@ from ansible_collections.operator_sdk.util.plugins.module_utils.kube import (
     api_error_message,
     auth_arg_spec,
     find_resource,
+    is_not_found,
     new_module,
     retry_on_conflict,
 )
@@ -246,12 +251,22 @@ def update_status(
     check_mode: bool,
 ) -> dict[str, Any]:
     """Read the object, compute its status, write it when it differs. Returns changed,
-    result (the object after) and diff. API errors propagate; 409 Conflicts are retried."""
+    result (the object after) and diff. API errors propagate; 409 Conflicts are retried.
+    In check mode an object not created yet counts as one without status."""
     subresource = resource.subresources["status"]
     rules: dict[str, Any] = {"now": now, "replace": replace, "replace_lists": replace_lists}
 
+    def read() -> dict[str, Any]:
+        try:
+            return dict(resource.get(name=name, namespace=namespace).to_dict())
+        except Exception as exc:
+            if not (check_mode and is_not_found(exc)):
+                raise
+            return {"apiVersion": resource.api_version, "kind": resource.kind,
+                    "metadata": {"name": name, "namespace": namespace}}
+
     def attempt() -> dict[str, Any]:
-        instance = resource.get(name=name, namespace=namespace).to_dict()
+        instance = read()
         before = instance.get("status") or {}
         after = desired_status(before, status, conditions, **rules)
         outcome: dict[str, Any] = {"diff": {"before": {"status": before}, "after": {"status": after}}}
