@@ -1,9 +1,10 @@
 """Status as the Operator SDK's Ansible operator writes it: pure functions, no I/O.
 
 Conditions `Running`, `Successful` and `Failure` with the SDK's reasons and
-messages, `ansibleResult` counts on the condition that closes a run, and
-`observedGeneration`. Anything else in `status` (what a role wrote itself with
-`k8s_status`) is carried over untouched.
+messages, `ansibleResult` counts where the SDK puts them (on `Running` after a
+successful run, on `Failure` after a failed one), and `observedGeneration`.
+Anything else in `status` (what a role wrote itself with `k8s_status`) is carried
+over untouched.
 """
 
 from __future__ import annotations
@@ -30,19 +31,40 @@ MESSAGE_SUCCESSFUL = "Last reconciliation succeeded"
 
 @dataclass(frozen=True)
 class AnsibleResult:
+    """The counts of one run. `completion` is when it ended: a datetime or an RFC 3339 string."""
+
     ok: int
     changed: int
     skipped: int
     failures: int
-    completion: str
+    completion: str | datetime
 
     def as_dict(self) -> dict[str, Any]:
         return {"ok": self.ok, "changed": self.changed, "skipped": self.skipped,
-                "failures": self.failures, "completion": self.completion}
+                "failures": self.failures, "completion": completion_time(self.completion)}
 
 
 def now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def completion_time(moment: str | datetime) -> str:
+    """A time as the SDK writes `ansibleResult.completion`.
+
+    Go's layout `2006-01-02T15:04:05.99999999+00:00`: UTC, fractional seconds without
+    trailing zeros (none when whole), and a literal `+00:00`. A string that is not an
+    RFC 3339 time is kept as it is: a status write never fails over a timestamp.
+    """
+    if isinstance(moment, str):
+        try:
+            at = datetime.fromisoformat(moment)
+        except ValueError:
+            return moment
+    else:
+        at = moment
+    at = (at if at.tzinfo else at.replace(tzinfo=UTC)).astimezone(UTC)
+    fraction = f".{at.microsecond:06d}".rstrip("0") if at.microsecond else ""
+    return at.strftime("%Y-%m-%dT%H:%M:%S") + fraction + "+00:00"
 
 
 def set_condition(conditions: list[dict[str, Any]], new: Mapping[str, Any], at: str) -> list[dict[str, Any]]:
@@ -97,15 +119,20 @@ def finished_status(
     conditions = list(status.get("conditions") or [])
     counts = result.as_dict() if result else None
     if failure_message is None:
-        conditions = set_condition(conditions, {
+        # As the SDK's markDone: the counts of a successful run go on Running, not on Successful.
+        running: dict[str, Any] = {
             "type": RUNNING, "status": "True", "reason": REASON_SUCCESSFUL, "message": MESSAGE_AWAITING,
-        }, at)
+        }
+        if counts:
+            running["ansibleResult"] = counts
+        conditions = set_condition(conditions, running, at)
         successful: dict[str, Any] = {
             "type": SUCCESSFUL, "status": "True", "reason": REASON_SUCCESSFUL, "message": MESSAGE_SUCCESSFUL,
         }
         conditions = set_condition(conditions, successful, at)
         conditions = remove_condition(conditions, FAILURE)
     else:
+        # Those of a failed run go on Failure; Running is replaced, so it keeps no old counts.
         conditions = set_condition(conditions, {
             "type": RUNNING, "status": "False", "reason": REASON_FAILED, "message": failure_message,
         }, at)
@@ -127,7 +154,8 @@ def same_ignoring_times(a: Mapping[str, Any] | None, b: Mapping[str, Any] | None
     """True when two statuses differ at most in condition timestamps and ansibleResult.completion.
 
     Used to skip writes that would change nothing a reader cares about, so a
-    converged object costs no write.
+    converged object costs no write: counts that did not change are no change (a
+    converged run repeats the counts of the one before, with `changed: 0`).
     """
     return bool(_normalise(a or {}) == _normalise(b or {}))
 
