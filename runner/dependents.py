@@ -12,6 +12,12 @@ says what it read (a name, or a list with or without a label selector, in a name
 a change to a matching object of that kind reconciles it. That is how a role that depends on
 objects it does not own (a Secret it projects, workloads it selects, a service that does not
 exist yet) sees them change, without writing anything onto them.
+
+An operator limited to some namespaces (WATCH_NAMESPACE) watches namespaced kinds only there
+(`watch_scopes`), and every watch is first cleared with a SelfSubjectAccessReview: a kind the
+operator may not list and watch (a cluster-scoped one, for an operator that holds only Roles)
+is reported once and left unwatched until a later review says it may, so no request is ever
+refused over and over.
 """
 
 from __future__ import annotations
@@ -21,8 +27,7 @@ import hashlib
 import json
 import logging
 import threading
-import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -65,6 +70,28 @@ class ReadInterest(DependentKind):
         if self.name:
             return bool(meta.get("name") == self.name)
         return not self.label_selector or selector_matches(self.label_selector, meta.get("labels") or {})
+
+
+@dataclass(frozen=True)
+class WatchScope(DependentKind):
+    """One list-and-watch of a kind: in one namespace, or everywhere ("")."""
+
+    namespace: str = ""
+
+    @property
+    def where(self) -> str:
+        return f"in namespace {self.namespace}" if self.namespace else "cluster-wide"
+
+
+def watch_scopes(dep: DependentKind, namespaces: Sequence[str]) -> list[WatchScope]:
+    """Where a kind is listed and watched. An operator given namespaces watches a namespaced kind
+    in each of them and never across the cluster, as the SDK's cache does: its account may hold
+    Roles only there, and what happens elsewhere is no more its business than custom resources
+    elsewhere. A cluster-scoped kind has one scope, the cluster (whether it is watched at all is
+    the watch's `watchClusterScopedResources` and the account's rights)."""
+    if dep.namespaced and namespaces:
+        return [WatchScope(dep.api_version, dep.kind, True, ns) for ns in dict.fromkeys(namespaces)]
+    return [WatchScope(dep.api_version, dep.kind, dep.namespaced)]
 
 
 def read_reported(path: Path) -> set[DependentKind]:
@@ -174,14 +201,26 @@ def owners_of(obj: Mapping[str, Any]) -> list[OwnerKey]:
 Notify = Callable[[OwnerKey], None]
 
 
-class DependentWatches:
-    """One watch per dependent kind, each in a daemon thread, reporting owners to the loop."""
+# How often a watch the operator may not make asks again whether it may (a grant takes effect
+# without a restart, and no refused request is ever sent).
+REVIEW_PERIOD = 300.0
+MAX_DELAY = 60.0
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, notify: Notify, api_client: Any = None) -> None:
+
+class DependentWatches:
+    """One watch per dependent kind and scope (`watch_scopes`), each in a daemon thread,
+    reporting owners to the loop. `namespaces` are WATCH_NAMESPACE's; none means the cluster."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, notify: Notify, api_client: Any = None,
+                 namespaces: Sequence[str] = ()) -> None:
         self.loop = loop
         self.notify = notify
         self.api_client = api_client
-        self._watching: set[tuple[str, str]] = set()
+        self.namespaces = tuple(namespaces)
+        self.review_period = REVIEW_PERIOD
+        self._watching: set[WatchScope] = set()
+        # Scopes started but not permitted (yet): the SelfSubjectAccessReview said no.
+        self._refused: set[WatchScope] = set()
         self._reads: dict[OwnerKey, frozenset[ReadInterest]] = {}
         # The fingerprint of each object readers were last told about, by uid.
         self._seen: dict[str, str] = {}
@@ -199,15 +238,22 @@ class DependentWatches:
                 else:
                     self._reads.pop(owner, None)
         for dep in kinds:
-            key = (dep.api_version, dep.kind)
-            with self._lock:
-                if key in self._watching:
-                    continue
-                self._watching.add(key)
-            log.info("watching dependent kind %s %s", dep.api_version, dep.kind)
-            threading.Thread(target=self._watch, args=(dep,), name=f"dependents-{dep.kind}", daemon=True).start()
+            for scope in watch_scopes(dep, self.namespaces):
+                with self._lock:
+                    if scope in self._watching:
+                        continue
+                    self._watching.add(scope)
+                log.info("watching dependent kind %s %s %s", scope.api_version, scope.kind, scope.where)
+                threading.Thread(target=self._watch, args=(scope,), daemon=True,
+                                 name=f"dependents-{scope.kind}-{scope.namespace or 'cluster'}").start()
 
     def watching(self) -> set[tuple[str, str]]:
+        """The kinds watched somewhere (those the operator may not watch anywhere left out)."""
+        with self._lock:
+            return {(s.api_version, s.kind) for s in self._watching - self._refused}
+
+    def scopes(self) -> set[WatchScope]:
+        """Every list-and-watch started, permitted or not."""
         with self._lock:
             return set(self._watching)
 
@@ -245,30 +291,67 @@ class DependentWatches:
     def stop(self) -> None:
         self._stopped.set()
 
-    def _watch(self, dep: DependentKind) -> None:
+    def _permitted(self, resource: Any, scope: WatchScope) -> bool:
+        from runner import kube
+
+        try:
+            return kube.may(("list", "watch"), str(resource.group or ""), str(resource.name), scope.namespace,
+                            self.api_client)
+        except Exception as err:  # the review itself failed: let the watch try and report
+            log.debug("could not review access to %s %s: %s", scope.api_version, scope.kind, err)
+            return True
+
+    def _wait_until_permitted(self, resource: Any, scope: WatchScope) -> bool:
+        """Ask before the first list, and every REVIEW_PERIOD while the answer is no; say so once.
+        False once stopped."""
+        refused = False
+        while not self._permitted(resource, scope):
+            if not refused:
+                refused = True
+                with self._lock:
+                    self._refused.add(scope)
+                log.warning("not watching %s %s %s: this operator's account may not list and watch it there, "
+                            "so its changes reconcile nothing (checked again every %.0fs)",
+                            scope.api_version, scope.kind, scope.where, self.review_period)
+            if self._stopped.wait(self.review_period):
+                return False
+        if refused:
+            with self._lock:
+                self._refused.discard(scope)
+            log.info("watching dependent kind %s %s %s, now permitted", scope.api_version, scope.kind, scope.where)
+        return True
+
+    def _watch(self, scope: WatchScope) -> None:
         from kubernetes import client, dynamic
         from kubernetes.client.exceptions import ApiException
 
         api = dynamic.DynamicClient(self.api_client or client.ApiClient())  # type: ignore[no-untyped-call]
+        namespace = scope.namespace or None
         delay = 1.0
+        reviewed = False
         while not self._stopped.is_set():
             try:
-                resource = api.resources.get(api_version=dep.api_version, kind=dep.kind)
-                listing = resource.get()
+                resource = api.resources.get(api_version=scope.api_version, kind=scope.kind)
+                if not reviewed:
+                    if not self._wait_until_permitted(resource, scope):
+                        return
+                    reviewed = True
+                listing = resource.get(namespace=namespace)
                 version = listing.metadata.resourceVersion
                 # What exists may have changed between its run and this watch: its owners run once
                 # more (as an informer's initial list does for the SDK).
                 for item in listing.to_dict().get("items") or []:
-                    for owner in self.interested(item, dep, "ADDED"):
+                    for owner in self.interested(item, scope, "ADDED"):
                         self.loop.call_soon_threadsafe(self.notify, owner)
                 while not self._stopped.is_set():
                     stream = api.watch(  # type: ignore[no-untyped-call]
-                        resource, resource_version=version, timeout=300, allow_watch_bookmarks=True)
+                        resource, namespace=namespace, resource_version=version, timeout=300,
+                        allow_watch_bookmarks=True)
                     for event in stream:
                         obj = event["raw_object"]
                         version = obj.get("metadata", {}).get("resourceVersion", version)
                         if event["type"] in ("MODIFIED", "DELETED", "ADDED"):
-                            for owner in self.interested(obj, dep, event["type"]):
+                            for owner in self.interested(obj, scope, event["type"]):
                                 self.loop.call_soon_threadsafe(self.notify, owner)
                         if self._stopped.is_set():
                             return
@@ -276,9 +359,13 @@ class DependentWatches:
             except ApiException as err:
                 if err.status == 410:  # resourceVersion too old: list again
                     continue
-                log.warning("watch of %s %s failed (%s); retrying in %.0fs", dep.api_version, dep.kind,
-                            err.reason, delay)
+                if err.status == 403:  # the rights were taken away since: review before trying again
+                    reviewed = False
+                log.warning("watch of %s %s %s failed (%s); retrying in %.0fs", scope.api_version, scope.kind,
+                            scope.where, err.reason, delay)
             except Exception as err:
-                log.warning("watch of %s %s failed (%s); retrying in %.0fs", dep.api_version, dep.kind, err, delay)
-            time.sleep(delay)
-            delay = min(delay * 2, 60.0)
+                log.warning("watch of %s %s %s failed (%s); retrying in %.0fs", scope.api_version, scope.kind,
+                            scope.where, err, delay)
+            if self._stopped.wait(delay):
+                return
+            delay = min(delay * 2, MAX_DELAY)

@@ -39,6 +39,22 @@ def load_config() -> None:
         config.load_incluster_config()  # type: ignore[no-untyped-call]
 
 
+def may(verbs: tuple[str, ...], group: str, resource: str, namespace: str = "",
+        api_client: client.ApiClient | None = None) -> bool:
+    """Whether this operator's account may do each of `verbs` on `resource` (cluster-wide when
+    `namespace` is ""), asked through SelfSubjectAccessReviews, which every authenticated
+    account may create: a request refused for lack of rights is never made."""
+    auth = client.AuthorizationV1Api(api_client or client.ApiClient())
+    for verb in verbs:
+        review = client.V1SelfSubjectAccessReview(spec=client.V1SelfSubjectAccessReviewSpec(
+            resource_attributes=client.V1ResourceAttributes(group=group, resource=resource, verb=verb,
+                                                            namespace=namespace or None)))
+        status = auth.create_self_subject_access_review(review).status
+        if status is None or not status.allowed:
+            return False
+    return True
+
+
 class Kube:
     def __init__(self, api_client: client.ApiClient | None = None) -> None:
         self.api = api_client or client.ApiClient()
