@@ -16,6 +16,7 @@ from typing import Any
 
 import kopf
 
+from runner import kube
 from runner.dependents import DependentKind, DependentWatches, OwnerKey
 from runner.kube import ResourceRef
 from runner.leader import LeaderElector
@@ -169,11 +170,33 @@ def _owner_router(controllers: list[WatchController]) -> Callable[[OwnerKey], No
     return route
 
 
-def configure(settings: kopf.OperatorSettings) -> None:
+def configure(settings: kopf.OperatorSettings, *, observe_cluster: bool = True) -> None:
+    """kopf's settings. Without `observe_cluster`, kopf neither lists nor watches namespaces and
+    CRDs across the cluster: the kinds are found once by discovery (which every account may
+    read) and the named namespaces are taken as they are."""
     # Our own Events say what matters; kopf's per-handler Events would be noise and writes.
     settings.posting.enabled = False
     settings.watching.server_timeout = 300
     settings.networking.request_timeout = 60
+    settings.scanning.disabled = not observe_cluster
+
+
+# What kopf reads cluster-wide to notice namespaces and CRDs that come and go.
+_CLUSTER_OBSERVATION = (("", "namespaces"), ("apiextensions.k8s.io", "customresourcedefinitions"))
+
+
+async def may_observe_cluster(namespaces: list[str]) -> bool:
+    """Whether kopf may watch namespaces and CRDs across the cluster. A cluster-wide operator
+    must; one limited to namespaces often holds only Roles there, and kopf would then be
+    refused and warn at every start, so it is asked first and kopf left to what it may do."""
+    if not namespaces:
+        return True
+    try:
+        return await asyncio.to_thread(lambda: all(kube.may(("list", "watch"), group, resource)
+                                                   for group, resource in _CLUSTER_OBSERVATION))
+    except Exception as err:  # the review failed: let kopf try and report for itself
+        log.debug("could not review access to namespaces and CRDs: %s", err)
+        return True
 
 
 # How long a stopping leader waits for running reconciles before it gives the lease up
@@ -198,12 +221,16 @@ async def run_operator(watches: list[Watch], reconciler: Reconciler, *, namespac
     # The same credentials as the kubernetes client (KUBECONFIG or the in-cluster account).
     kopf.on.login(registry=registry)(kopf.login_via_client)
     controllers = register(watches, reconciler, registry, metrics)
-    dependents = DependentWatches(asyncio.get_running_loop(), _owner_router(controllers))
+    dependents = DependentWatches(asyncio.get_running_loop(), _owner_router(controllers), namespaces=namespaces)
     for c in controllers:
         c.dependents = dependents
         c.queue.start()
     settings = kopf.OperatorSettings()
-    configure(settings)
+    observe_cluster = await may_observe_cluster(namespaces)
+    if not observe_cluster:
+        log.info("not watching namespaces and CRDs cluster-wide (not permitted): watching %s as named; "
+                 "a kind installed after start-up is served after a restart", ",".join(namespaces))
+    configure(settings, observe_cluster=observe_cluster)
     # Created before kopf starts, so that kopf's shutdown (which cancels the tasks it finds
     # were started after it) leaves the renewals alone.
     holding = asyncio.create_task(elector.hold(), name="leader-lease") if elector is not None else None
