@@ -1,7 +1,8 @@
 """The PodSet rollout filters without a cluster: template hashes, rolling bounds with a
 Deployment's rounding, and podset_rollout driven step by step against a simulated namespace
 (pods that become ready or never do, a clock), checking the bounds after every step, the
-rollback on a missed deadline, pause, Recreate, revision numbering and pruning."""
+rollback on a missed deadline, pause, Recreate, revision numbering and pruning, and pods
+without a revision label that are kept when they already run the template."""
 
 from __future__ import annotations
 
@@ -85,6 +86,12 @@ class Namespace:
             self.revisions[manifest["metadata"]["name"]] = copy.deepcopy(manifest)
         for change in plan["revisions"]["renumber"]:
             self.revisions[change["name"]]["revision"] = change["revision"]
+        for name in plan["adopt"]:
+            self.pods[name]["metadata"]["ownerReferences"] = [dict(OWNER)]
+        for name in plan["release"]:
+            self.pods[name]["metadata"]["ownerReferences"] = []
+        for change in plan["relabel"]:
+            self.pods[change["name"]]["metadata"]["labels"].update(change["labels"])
         for _ in range(plan["create"]):
             name = f"web-{next(self.serial)}"
             tmpl = plan["create_template"]
@@ -515,3 +522,186 @@ def test_revision_template_reads_what_a_record_keeps() -> None:
     assert r.podset_revision_template({"data": {"template": template()}}) == template()
     assert r.podset_revision_template({"data": "not an object"}) is None
     assert r.podset_revision_template({}) is None
+
+
+# --- pods without a revision label ---------------------------------------------------------
+
+
+def live_pod(name: str, tmpl: dict[str, Any], *, owned: bool = False, ready: bool = True) -> dict[str, Any]:
+    """A pod made from `tmpl` by hand (no pod-template-hash label), as the apiserver returns it once
+    admission, defaulting and the scheduler are done with it."""
+    spec = copy.deepcopy(tmpl["spec"])
+    token = {"name": "kube-api-access-x1y2z", "mountPath": "/var/run/secrets/kubernetes.io/serviceaccount",
+             "readOnly": True}
+    for container in spec["containers"]:
+        container.update({"imagePullPolicy": "IfNotPresent", "terminationMessagePath": "/dev/termination-log",
+                          "terminationMessagePolicy": "File", "resources": container.get("resources", {})})
+        container["volumeMounts"] = [*container.get("volumeMounts", []), token]
+    spec.update({"nodeName": "kwok-node-1", "serviceAccountName": "default", "serviceAccount": "default",
+                 "restartPolicy": "Always", "dnsPolicy": "ClusterFirst", "schedulerName": "default-scheduler",
+                 "securityContext": {}, "terminationGracePeriodSeconds": 30, "enableServiceLinks": True,
+                 "priority": 0, "preemptionPolicy": "PreemptLowerPriority"})
+    spec["volumes"] = [*spec.get("volumes", []), {"name": token["name"], "projected": {"sources": [
+        {"serviceAccountToken": {"path": "token", "expirationSeconds": 3607}}], "defaultMode": 420}}]
+    spec["tolerations"] = [*spec.get("tolerations", []), *(
+        {"key": f"node.kubernetes.io/{taint}", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300}
+        for taint in ("not-ready", "unreachable"))]
+    meta = tmpl.get("metadata", {})
+    return {
+        "metadata": {"name": name, "namespace": NS, "labels": dict(meta.get("labels", {})),
+                     "annotations": {**meta.get("annotations", {}), "kubectl.kubernetes.io/last-applied": "{}"},
+                     "ownerReferences": [dict(OWNER)] if owned else [], "creationTimestamp": stamp(START),
+                     "uid": f"uid-{name}", "resourceVersion": "1"},
+        "spec": spec,
+        "status": {"phase": "Running", "qosClass": "BestEffort", "conditions": [
+            {"type": "Ready", "status": "True" if ready else "False", "lastTransitionTime": stamp(START)}]},
+    }
+
+
+def rich_template() -> dict[str, Any]:
+    """A template that sets what the apiserver is known to rewrite or add to."""
+    tmpl = template("web:1", {"team": "shop"})
+    tmpl["spec"] = {
+        "initContainers": [{"name": "migrate", "image": "web:1", "command": ["migrate", "--up"]},
+                           {"name": "warm", "image": "web:1"}],
+        "containers": [{"name": "web", "image": "web:1", "args": ["--port", "8080"],
+                        "ports": [{"containerPort": 8080}], "env": [{"name": "MODE", "value": "prod"}],
+                        "resources": {"requests": {"cpu": 0.5, "memory": "1024Mi"}, "limits": {"cpu": 1}},
+                        "volumeMounts": [{"name": "cache", "mountPath": "/cache"}],
+                        "readinessProbe": {"httpGet": {"path": "/ready", "port": 8080}}}],
+        "volumes": [{"name": "cache", "emptyDir": {"sizeLimit": "0.5Gi"}}],
+        "tolerations": [{"key": "dedicated", "operator": "Equal", "value": "web", "effect": "NoSchedule"}],
+        "hostNetwork": False,
+        "imagePullSecrets": [],
+    }
+    return tmpl
+
+
+def as_the_apiserver_returns(tmpl: dict[str, Any]) -> dict[str, Any]:
+    pod = live_pod("by-hand", tmpl)
+    spec = pod["spec"]
+    del spec["hostNetwork"], spec["imagePullSecrets"]  # zero values are left out
+    web = spec["containers"][0]
+    web["resources"] = {"requests": {"cpu": "500m", "memory": "1Gi"}, "limits": {"cpu": "1"}}
+    web["ports"][0]["protocol"] = "TCP"
+    web["readinessProbe"].update({"timeoutSeconds": 1, "periodSeconds": 10, "successThreshold": 1,
+                                  "failureThreshold": 3})
+    web["readinessProbe"]["httpGet"]["scheme"] = "HTTP"
+    spec["volumes"][0]["emptyDir"]["sizeLimit"] = "512Mi"
+    return pod
+
+
+def test_a_pod_runs_a_template_whatever_the_apiserver_added() -> None:
+    tmpl = rich_template()
+    assert r.podset_runs_template(as_the_apiserver_returns(tmpl), tmpl)
+    assert r.podset_runs_template(live_pod("plain", template("web:1")), template("web:1"))
+    # A container injected by admission is an addition too.
+    injected = as_the_apiserver_returns(tmpl)
+    injected["spec"]["containers"].append({"name": "proxy", "image": "mesh:1"})
+    assert r.podset_runs_template(injected, tmpl)
+
+
+def _changed(change: Any) -> dict[str, Any]:
+    pod = as_the_apiserver_returns(rich_template())
+    change(pod)
+    return pod
+
+
+@pytest.mark.parametrize(("what", "change"), [
+    ("another image", lambda p: p["spec"]["containers"][0].update(image="web:0")),
+    ("other args", lambda p: p["spec"]["containers"][0].update(args=["--port", "8081"])),
+    ("args in another order", lambda p: p["spec"]["containers"][0].update(args=["8080", "--port"])),
+    ("an extra argument", lambda p: p["spec"]["containers"][0]["args"].append("--debug")),
+    ("another env value", lambda p: p["spec"]["containers"][0]["env"][0].update(value="dev")),
+    ("no env", lambda p: p["spec"]["containers"][0].pop("env")),
+    ("less cpu", lambda p: p["spec"]["containers"][0]["resources"]["requests"].update(cpu="499m")),
+    ("no limits", lambda p: p["spec"]["containers"][0]["resources"].pop("limits")),
+    ("a smaller emptyDir", lambda p: p["spec"]["volumes"][0]["emptyDir"].update(sizeLimit="511Mi")),
+    ("the template's volume missing", lambda p: p["spec"]["volumes"].pop(0)),
+    ("init containers swapped", lambda p: p["spec"]["initContainers"].reverse()),
+    ("a template container missing", lambda p: p["spec"].update(initContainers=p["spec"]["initContainers"][:1])),
+    ("another toleration", lambda p: p["spec"]["tolerations"][0].update(value="api")),
+    ("host network", lambda p: p["spec"].update(hostNetwork=True)),
+    ("another probe path", lambda p: p["spec"]["containers"][0]["readinessProbe"]["httpGet"].update(path="/")),
+    ("a template annotation missing", lambda p: p["metadata"]["annotations"].pop("team")),
+    ("a template label with another value", lambda p: p["metadata"]["labels"].update(app="api")),
+    ("a number where the template has true", lambda p: p["spec"].update(hostNetwork=1)),
+])
+def test_a_pod_that_differs_in_what_the_template_sets_does_not_run_it(what: str, change: Any) -> None:
+    assert not r.podset_runs_template(_changed(change), rich_template()), what
+
+
+def test_runs_template_refuses_what_is_not_a_pod_or_a_template() -> None:
+    with pytest.raises(AnsibleFilterError):
+        r.podset_runs_template("pod", template())  # type: ignore[arg-type]
+    with pytest.raises(AnsibleFilterError):
+        r.podset_runs_template(live_pod("p", template()), ["template"])  # type: ignore[arg-type]
+
+
+def test_orphans_that_run_the_template_are_adopted_labelled_and_kept() -> None:
+    # Two pods made by hand from the template, then a PodSet of 3 (maxSurge 1, maxUnavailable 0).
+    ns = Namespace(make_podset(3))
+    ns.pods = {name: live_pod(name, template("web:1")) for name in ("hand-a", "hand-b")}
+    digest = r.podset_template_hash(template("web:1"))
+    plan = ns.step()
+    assert plan["adopt"] == ["hand-a", "hand-b"]
+    assert plan["relabel"] == [{"name": "hand-a", "labels": {r.HASH_LABEL: digest}},
+                               {"name": "hand-b", "labels": {r.HASH_LABEL: digest}}]
+    assert (plan["create"], plan["delete"]) == (1, [])
+    assert ns.podset["status"]["updatedReplicas"] == 2
+    ns.tick()
+    ns.converge()
+    assert {"hand-a", "hand-b"} <= set(ns.pods) and len(ns.pods) == 3
+    assert {p["metadata"]["labels"][r.HASH_LABEL] for p in ns.pods.values()} == {digest}
+    assert ns.podset["status"]["currentRevision"] == f"web-{digest}"
+    # Converged: nothing more to label.
+    assert ns.plan()["relabel"] == []
+
+
+@pytest.mark.parametrize("strategy", [{"type": "Recreate"}, {"type": "RollingUpdate",
+                                                             "rollingUpdate": {"maxSurge": 0, "maxUnavailable": 1}}])
+def test_owned_pods_without_a_hash_that_run_the_template_are_kept(strategy: dict[str, Any]) -> None:
+    # Pods made before revisions existed: owned, no pod-template-hash label.
+    ns = Namespace(make_podset(2, strategy=strategy))
+    ns.pods = {name: live_pod(name, template("web:1"), owned=True) for name in ("web-old-a", "web-old-b")}
+    plan = ns.step()
+    assert [change["name"] for change in plan["relabel"]] == ["web-old-a", "web-old-b"]
+    assert (plan["create"], plan["delete"]) == (0, [])
+    ns.tick()
+    ns.converge()
+    assert sorted(ns.pods) == ["web-old-a", "web-old-b"]
+
+
+def test_pods_that_differ_are_still_replaced_within_the_bounds() -> None:
+    ns = Namespace(make_podset(3, strategy={"type": "RollingUpdate",
+                                            "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}}))
+    ns.pods = {
+        "same": live_pod("same", template("web:1")),
+        "older-image": live_pod("older-image", template("web:0")),
+        "no-annotation": live_pod("no-annotation", template("web:1")),
+    }
+    ns.podset["spec"]["template"] = template("web:1", {"team": "shop"})
+    ns.pods["same"]["metadata"]["annotations"]["team"] = "shop"
+    plan = ns.step()
+    assert [change["name"] for change in plan["relabel"]] == ["same"]
+    assert plan["create"] == 1 and plan["delete"] == []
+    ns.tick()
+    ns.converge()
+    assert "same" in ns.pods and "older-image" not in ns.pods and "no-annotation" not in ns.pods
+    assert len(ns.pods) == 3
+    for total, ready in ns.samples:
+        assert total <= 4 and ready >= 3
+
+
+def test_only_pods_without_a_hash_are_relabelled_and_not_while_the_podset_goes() -> None:
+    ns = Namespace(make_podset(2))
+    ns.converge()
+    # Another revision's pod with the same spec keeps its label: it is that revision's.
+    other = next(iter(ns.pods.values()))
+    other["metadata"]["labels"][r.HASH_LABEL] = "0123456789"
+    assert ns.plan()["relabel"] == []
+    hand = live_pod("hand", template("web:1"), owned=True)
+    ns.pods["hand"] = hand
+    assert [change["name"] for change in ns.plan()["relabel"]] == ["hand"]
+    ns.podset["metadata"]["deletionTimestamp"] = stamp(ns.now)
+    assert ns.plan()["relabel"] == []

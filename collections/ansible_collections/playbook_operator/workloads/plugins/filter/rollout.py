@@ -14,7 +14,9 @@ import datetime
 import hashlib
 import json
 import math
-from collections.abc import Callable, Mapping, Sequence
+import re
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from fractions import Fraction
 from typing import Any
 
 from ansible.errors import AnsibleFilterError
@@ -96,6 +98,95 @@ def podset_revisions(revisions: Sequence[Revision], podset: Mapping[str, Any]) -
         if uid and any(isinstance(r, Mapping) and r.get("controller") is True and r.get("uid") == uid for r in refs):
             owned.append(revision)
     return sorted(owned, key=lambda r: (_revision_number(r), _name(r)))
+
+
+# --- does a pod run a template? -----------------------------------------------------------
+
+# Fields that hold a resource quantity, or a map of them: the apiserver writes quantities in
+# canonical form (cpu 0.5 comes back as "500m", memory 1024Mi as "1Gi").
+_QUANTITY_FIELDS = frozenset({"limits", "requests", "overhead", "sizeLimit"})
+_QUANTITY = re.compile(r"([+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+))(?:[eE]([+-]?[0-9]+)|(Ki|Mi|Gi|Ti|Pi|Ei|[numkMGTPE]))?")
+_QUANTITY_SUFFIX = {
+    None: Fraction(1), "n": Fraction(1, 10**9), "u": Fraction(1, 10**6), "m": Fraction(1, 1000),
+    "k": Fraction(10**3), "M": Fraction(10**6), "G": Fraction(10**9), "T": Fraction(10**12),
+    "P": Fraction(10**15), "E": Fraction(10**18), "Ki": Fraction(2**10), "Mi": Fraction(2**20),
+    "Gi": Fraction(2**30), "Ti": Fraction(2**40), "Pi": Fraction(2**50), "Ei": Fraction(2**60),
+}
+
+
+def _quantity(value: Any) -> Fraction | None:
+    """A Kubernetes resource quantity ("500m", "1Gi", 0.5, "1e3") as an exact number; None if it is not one."""
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        return None
+    match = _QUANTITY.fullmatch(str(value).strip())
+    if match is None:
+        return None
+    number, exponent, suffix = match.groups()
+    scale = Fraction(10) ** int(exponent) if exponent else _QUANTITY_SUFFIX[suffix]
+    return Fraction(number) * scale
+
+
+def _covers(live: Any, wanted: Any, quantity: bool = False) -> bool:
+    """Whether `live` has every field `wanted` sets, with the same value.
+
+    What the apiserver, the scheduler and admission add is ignored: fields the template leaves
+    unset (defaults, nodeName, serviceAccountName, ...), and items added to a list of objects
+    (the ServiceAccount token volume and its mounts, default tolerations, injected containers),
+    as long as the template's items are there in the template's order. A field the template
+    sets to a zero value ("", 0, false, [], {}) matches one left out, as the apiserver leaves
+    them out. Lists of plain values (command, args) must be equal; quantities are compared as
+    numbers.
+    """
+    if live is None and isinstance(wanted, Mapping):
+        live = {}
+    elif live is None and isinstance(wanted, list):
+        live = []
+    elif live is None:
+        return not wanted
+    if isinstance(wanted, Mapping):
+        if not isinstance(live, Mapping):
+            return False
+        for key, value in wanted.items():
+            if key not in live:
+                if value:  # a zero value is what the apiserver leaves out
+                    return False
+            elif not _covers(live[key], value, quantity or key in _QUANTITY_FIELDS):
+                return False
+        return True
+    if isinstance(wanted, list):
+        if not isinstance(live, list):
+            return False
+        if not any(isinstance(item, Mapping) for item in wanted):
+            return live == wanted
+        remaining: Iterator[Any] = iter(live)
+        # Each item of the template matched by a live item after the one that matched the item before.
+        return all(any(_covers(item, want, quantity) for item in remaining) for want in wanted)
+    if quantity:
+        have, want = _quantity(live), _quantity(wanted)
+        if have is not None and want is not None:
+            return have == want
+    if isinstance(live, bool) or isinstance(wanted, bool):
+        return live is wanted  # 1 and true are not the same value in a pod spec
+    return bool(live == wanted)
+
+
+def podset_runs_template(pod: Pod, template: Mapping[str, Any]) -> bool:
+    """Whether a pod already runs a pod template, whatever its `pod-template-hash` label says.
+
+    Every label and annotation the template sets is on the pod with the same value, and every
+    field of the template's pod spec is in the pod's spec with the same value; what the
+    apiserver, the scheduler and admission add to a pod is ignored (see the ansible-doc).
+    """
+    if not isinstance(pod, Mapping):
+        raise AnsibleFilterError(f"a pod must be an object, not {type(pod).__name__}")
+    if not isinstance(template, Mapping):
+        raise AnsibleFilterError(f"a pod template must be an object, not {type(template).__name__}")
+    meta = template.get("metadata") or {}
+    wanted = {
+        "metadata": {"labels": meta.get("labels") or {}, "annotations": meta.get("annotations") or {}},
+        "spec": template.get("spec") or {},
+    }
+    return _covers({"metadata": _meta(pod), "spec": pod.get("spec") or {}}, wanted)
 
 
 # --- bounds ------------------------------------------------------------------------------
@@ -209,8 +300,10 @@ def podset_rollout(
     the pods should have (the target), how many pods of it to create and which pods to delete
     within the strategy's bounds, the revision records to create, renumber and prune, the
     whole status with its Progressing and Available conditions, the Events to emit, and when
-    to look again (`requeue_after`, seconds, 0 for never). Apply in this order: revisions,
-    adopt, release, create, delete, status, Events, prune.
+    to look again (`requeue_after`, seconds, 0 for never). `relabel` names the pods without a
+    `pod-template-hash` label that already run the target's template (podset_runs_template):
+    they are counted as the target's and get its hash label instead of being replaced. Apply
+    in this order: revisions, adopt, release, relabel, create, delete, status, Events, prune.
     """
     spec = _spec(podset)
     meta = _meta(podset)
@@ -237,6 +330,7 @@ def podset_rollout(
         "create": 0,
         "delete": [],
         "create_template": {},
+        "relabel": [],
         "revisions": {"create": [], "renumber": [], "prune": []},
         "events": [],
         "requeue_after": 0,
@@ -294,16 +388,24 @@ def podset_rollout(
         plan["revisions"]["renumber"].append({"name": target_name, "revision": max_number + 1})
 
     # Which of the active pods (owned or adopted now, as podset_plan counts them) are the
-    # target's and which are older.
+    # target's and which are older. A pod without a revision label (an orphan made by hand,
+    # a pod made before revisions existed) that already runs the target's template is the
+    # target's: it gets the label and stays, as a ReplicaSet keeps the pods it adopts.
+    leaving = _being_deleted(podset)
     active = [*classes["owned"], *classes["to_adopt"]]
-    new = [p for p in active if _pod_hash(p) == target_hash]
-    old = [p for p in active if _pod_hash(p) != target_hash]
+    running_target = [] if leaving or not isinstance(target_template, Mapping) else [
+        p for p in active if _pod_hash(p) is None and podset_runs_template(p, target_template)
+    ]
+    plan["relabel"] = [{"name": _name(p), "labels": {HASH_LABEL: target_hash}}
+                       for p in sorted(running_target, key=_name)]
+    relabelled = {_name(p) for p in running_target}
+    new = [p for p in active if _pod_hash(p) == target_hash or _name(p) in relabelled]
+    old = [p for p in active if _pod_hash(p) != target_hash and _name(p) not in relabelled]
     available = [p for p in active if podset_is_ready(p, min_ready, moment)]
     new_available = [p for p in new if podset_is_ready(p, min_ready, moment)]
     total = len(active)
     min_available = max(0, replicas - bounds["maxUnavailable"])
 
-    leaving = _being_deleted(podset)
     complete = len(new) == replicas and len(new_available) == replicas and not old
     settled = not old and (complete or current == target_name)
     create = 0
@@ -547,4 +649,5 @@ class FilterModule:
             "podset_revision_template": podset_revision_template,
             "podset_rolling_bounds": podset_rolling_bounds,
             "podset_rollout": podset_rollout,
+            "podset_runs_template": podset_runs_template,
         }
