@@ -20,6 +20,7 @@ from typing import Any
 
 import yaml
 
+from runner import ownerrefs
 from runner.artifacts import Scrubber
 
 # Extra directories Ansible must search, relative to the project root: the in-tree
@@ -201,6 +202,9 @@ def run(request: RunRequest, on_task: TaskCallback | None = None) -> RunResult:
         # Modules get their code on stdin: no temporary files and no extra commands per task.
         "ANSIBLE_PIPELINING": "True",
         **request.env,
+        # Every Python process of the run, Ansible's and each module's, installs the owner-reference
+        # hook at start-up, whichever interpreter runs it, warm or not (see runner.ownerrefs).
+        "PYTHONPATH": ownerrefs.pythonpath(request.env.get("PYTHONPATH", os.environ.get("PYTHONPATH"))),
     }
     (request.private_data_dir / "inventory").mkdir(exist_ok=True)
     (request.private_data_dir / "inventory" / "hosts").write_text(_inventory(request.interpreter))

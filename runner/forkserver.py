@@ -21,6 +21,11 @@ Ansible reads much of its configuration (``ANSIBLE_*``, ansible.cfg) at import t
 so a ``playbook`` server serves one configuration only: the shim picks the server by
 a digest of it and starts one when none answers, running that job cold meanwhile. A
 server exits when the process that owns the warm directory is gone.
+
+The digest covers the ``PYTHON*`` variables, PYTHONPATH included, and a server starts with
+its jobs' PYTHONPATH, so its jobs import from the same path and get what a fresh interpreter
+of theirs installs at start-up (the owner-reference hook, `runner.ownerrefs`), which
+nothing here needs to know of.
 """
 
 from __future__ import annotations
@@ -104,9 +109,6 @@ def preload(kind: str) -> None:
                      "ansible.module_utils.urls"):
             with contextlib.suppress(ImportError):
                 __import__(name)
-        from runner import ownerrefs
-
-        ownerrefs.install()
     else:
         raise SystemExit(f"unknown server kind {kind!r}")
 
@@ -288,12 +290,6 @@ def _reap() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = argv if argv is not None else sys.argv[1:]
-    if args and args[0] == "run-python":
-        # A module run cold, when no server answered: same owner references, fresh interpreter.
-        from runner import ownerrefs
-
-        ownerrefs.install_lazily()
-        return run_python(["python", *args[1:]])
     if len(args) != 3:
         print("usage: python -m runner.forkserver playbook|python SOCKET OWNER_PID", file=sys.stderr)
         return 2

@@ -1,19 +1,28 @@
 """Owner references without asking, as the Operator SDK's proxy adds them on create.
 
-Installed into the warm module interpreter (`runner.forkserver`), it wraps the
-kubernetes client's dynamic `request` (what every kubernetes.core module calls).
-When a run is for a custom resource (``PLAYBOOK_OPERATOR_OWNER`` in the module's
-environment), an object created in the owner's namespace gets an owner reference
+It wraps the kubernetes client's dynamic `request` (what every kubernetes.core module calls)
+in every Python process of an operator run: `runner.ansible` puts ``runner/pythonpath`` first
+on each run's PYTHONPATH (`pythonpath`), and the ``sitecustomize`` there installs this module
+at start-up, in ansible-playbook, in the warm servers (`runner.forkserver`) and so in their
+jobs, and in every module interpreter, warm, cold or named by a play. A task that sets its own
+PYTHONPATH in ``environment`` replaces the run's, and its module goes without.
+
+When a run is for a custom resource (``PLAYBOOK_OPERATOR_OWNER`` in the process's environment
+at the time of the call), an object created in the owner's namespace gets an owner reference
 to it; one created elsewhere (another namespace, or cluster-scoped) gets the SDK's
 ``operator-sdk/primary-resource`` annotations instead. Objects whose body already
 names the owner are left as they are. Each created kind is appended to
-``PLAYBOOK_OPERATOR_DEPENDENTS`` so the operator can watch it.
+``PLAYBOOK_OPERATOR_DEPENDENTS`` so the operator can watch it. Without an owner every call
+goes through untouched and nothing is recorded.
 
 Reads are reported too: every GET by name and every LIST (with its label selector) a run makes
 through the client's ``get``, whether it found anything or not, becomes a line with a ``read``
 entry, so an object the role depends on without owning it (a Secret it projects, a workload it
 selects, a service that does not exist yet) reconciles the owner when it appears or changes.
 Reads of the owner itself and of Events are not reported: neither is what a role depends on.
+
+Only the standard library here: the sitecustomize loads this file into interpreters that may
+not have the operator's packages.
 """
 
 from __future__ import annotations
@@ -34,6 +43,14 @@ PRIMARY_RESOURCE_TYPE = "operator-sdk/primary-resource-type"
 APPLY_PATCH = "application/apply-patch+yaml"
 
 _NAMESPACE_IN_PATH = re.compile(r"/namespaces/([^/]+)/")
+
+# Holds only a sitecustomize, so it shadows nothing else on the path.
+SITE_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "pythonpath")
+
+
+def pythonpath(existing: str | None) -> str:
+    """PYTHONPATH for a run's processes: the hook's directory, then the run's own path, if any."""
+    return os.pathsep.join([SITE_DIR, existing]) if existing else SITE_DIR
 
 
 def owner_from_env(env: Mapping[str, str]) -> dict[str, str] | None:
@@ -161,7 +178,7 @@ class _PatchOnImport(importlib.abc.MetaPathFinder):
 _DYNAMIC_CLIENT = "kubernetes.dynamic.client"
 
 
-def install_lazily() -> None:
+def install() -> None:
     """Patch now if the client is loaded, else as soon as something imports it."""
     if _DYNAMIC_CLIENT in sys.modules:
         _wrap(sys.modules[_DYNAMIC_CLIENT].DynamicClient)
@@ -177,15 +194,6 @@ def _record_if_owned(result: Any, path: str, owner: Mapping[str, str]) -> None:
         return
     if kind and not str(kind).endswith("List") and any(r.uid == owner["uid"] for r in refs):
         _record_dependent({"kind": kind, "apiVersion": api_version, "metadata": {}}, path)
-
-
-def install() -> None:
-    """Wrap DynamicClient.request once; a no-op for runs without an owner."""
-    try:
-        from kubernetes.dynamic import client as dynamic_client
-    except ImportError:
-        return
-    _wrap(dynamic_client.DynamicClient)
 
 
 def _wrap(cls: Any) -> None:

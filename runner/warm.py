@@ -20,6 +20,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from runner import ownerrefs
+
 # Variables ansible-runner changes on every run that Ansible reads while running, not at
 # import: they do not make a playbook server's configuration differ.
 RUNTIME_VARIABLES = ("ANSIBLE_CACHE_PLUGIN_CONNECTION",)
@@ -32,14 +34,14 @@ KIND = {kind!r}
 REAL = {real!r}
 DIR = {dir!r}
 PYTHON = {python!r}
-PYTHONPATH = {pythonpath!r}
+PROJECT_ROOT = {project_root!r}
 OWNER = {owner!r}
 RUNTIME = {runtime!r}
 
 
 def config_signature(env, cwd):
-    """What the server's imports depend on: Ansible's configuration and Python's own."""
-    sig = sorted((k, v) for k, v in env.items() if k.startswith("PYTHON") and k != "PYTHONPATH")
+    """What the server's imports depend on: Ansible's configuration and Python's own (its path too)."""
+    sig = sorted((k, v) for k, v in env.items() if k.startswith("PYTHON"))
     if KIND == "playbook":
         sig += sorted((k, v) for k, v in env.items() if k.startswith("ANSIBLE_") and k not in RUNTIME)
         for candidate in (env.get("ANSIBLE_CONFIG"), os.path.join(cwd, "ansible.cfg"),
@@ -51,10 +53,6 @@ def config_signature(env, cwd):
 
 
 def cold():
-    if KIND == "python":
-        # A fresh interpreter, but with the operator's module hooks (owner references).
-        env = dict(os.environ, PYTHONPATH=PYTHONPATH)
-        os.execve(PYTHON, [PYTHON, "-m", "runner.forkserver", "run-python"] + sys.argv[1:], env)
     os.execv(REAL, [REAL] + sys.argv[1:])
 
 
@@ -71,7 +69,8 @@ def start_server(path, env, cwd):
         for fd in (0, 1, 2):
             os.dup2(null, fd)
         server_env = {{k: v for k, v in env.items() if k not in RUNTIME}}
-        server_env["PYTHONPATH"] = PYTHONPATH
+        # The job's own path first, as its interpreter would have it; the project last, for runner.forkserver.
+        server_env["PYTHONPATH"] = os.pathsep.join(filter(None, [env.get("PYTHONPATH"), PROJECT_ROOT]))
         os.chdir(cwd)
         os.execve(PYTHON, [PYTHON, "-m", "runner.forkserver", KIND, path, str(OWNER)], server_env)
     finally:
@@ -136,7 +135,7 @@ class WarmAnsible:
         project_root = Path(__file__).resolve().parent.parent
         text = _SHIM.format(
             python=sys.executable, kind=kind, real=str(real), dir=str(self.dir),
-            pythonpath=str(project_root), owner=os.getpid(), runtime=RUNTIME_VARIABLES,
+            project_root=str(project_root), owner=os.getpid(), runtime=RUNTIME_VARIABLES,
         )
         path = self.dir / ("ansible-playbook" if kind == "playbook" else "python")
         path.write_text(text)
@@ -145,8 +144,10 @@ class WarmAnsible:
 
     def prestart(self) -> None:
         """Start the module server now, so the first reconciles find it warm."""
+        # With the PYTHONPATH runs have (`runner.ansible`), or they would not pick this server.
+        env = {**os.environ, "PYTHONPATH": ownerrefs.pythonpath(os.environ.get("PYTHONPATH"))}
         subprocess.run([str(self.python_interpreter)], input=b"", check=False, timeout=60,
-                       capture_output=True)
+                       capture_output=True, env=env)
 
     def servers(self) -> list[Path]:
         return sorted(self.dir.glob("*.sock"))

@@ -48,6 +48,18 @@ def test_python_shim_cold_then_warm_behaves_like_python(warm: WarmAnsible, tmp_p
     assert (hot.returncode, hot.stdout, hot.stderr) == (3, expected.stdout, expected.stderr)
 
 
+def test_python_shim_keeps_the_callers_pythonpath_cold_and_warm(warm: WarmAnsible, tmp_path: Path) -> None:
+    user = tmp_path / "user"
+    user.mkdir()
+    (user / "users_own.py").write_text("WHERE = 'user path'\n")
+    script = "import users_own; print(users_own.WHERE)"
+    cold = run(warm.python_interpreter, stdin=script, env={"PYTHONPATH": str(user)})
+    assert (cold.returncode, cold.stdout) == (0, "user path\n"), cold.stderr
+    wait_for(lambda: warm.servers(), what="the python server to listen")
+    hot = run(warm.python_interpreter, stdin=script, env={"PYTHONPATH": str(user)})
+    assert (hot.returncode, hot.stdout) == (0, "user path\n"), hot.stderr
+
+
 def test_python_shim_runs_a_script_file_with_arguments(warm: WarmAnsible, tmp_path: Path) -> None:
     script = tmp_path / "s.py"
     script.write_text(SCRIPT)
