@@ -9,7 +9,7 @@ and the next ``sitecustomize`` on the path (the user's, or the distribution's) r
 
 from __future__ import annotations
 
-import importlib
+import importlib.machinery
 import importlib.util
 import os
 import sys
@@ -31,12 +31,13 @@ def _install_owner_refs() -> None:
 
 def _run_the_next_sitecustomize() -> None:
     sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != _HERE]
-    sys.modules.pop("sitecustomize", None)
-    try:
-        importlib.import_module("sitecustomize")
-    except ModuleNotFoundError as err:
-        if err.name != "sitecustomize":
-            raise
+    spec = importlib.machinery.PathFinder.find_spec("sitecustomize")
+    if spec is None or spec.loader is None:
+        return
+    # Under the name site imported this one, as site would have imported it.
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["sitecustomize"] = module
+    spec.loader.exec_module(module)
 
 
 try:

@@ -147,10 +147,13 @@ def test_the_hook_keeps_the_users_pythonpath_and_sitecustomize(tmp_path: Path) -
     user.mkdir()
     (user / "sitecustomize.py").write_text(USER_SITE)
 
-    def show(pythonpath: str) -> dict[str, object]:
-        env = {k: v for k, v in os.environ.items() if k != ownerrefs.OWNER_ENV}
-        out = subprocess.run([sys.executable, "-c", SHOW], env={**env, "PYTHONPATH": pythonpath}, cwd=tmp_path,
-                             capture_output=True, text=True, check=True)
+    def show(pythonpath: str | None) -> dict[str, object]:
+        env = {k: v for k, v in os.environ.items() if k not in (ownerrefs.OWNER_ENV, "PYTHONPATH")}
+        if pythonpath is not None:
+            env["PYTHONPATH"] = pythonpath
+        out = subprocess.run([sys.executable, "-c", SHOW], env=env, cwd=tmp_path, capture_output=True, text=True,
+                             check=True)
+        assert out.stderr == ""
         return dict(json.loads(out.stdout))
 
     plain = show(str(user))
@@ -158,3 +161,8 @@ def test_the_hook_keeps_the_users_pythonpath_and_sitecustomize(tmp_path: Path) -
     assert (plain["hooked"], hooked["hooked"]) == (False, True)
     assert hooked["path"] == plain["path"], "sys.path as the user's PYTHONPATH makes it"
     assert hooked["user"] == plain["user"] == "ran", "the user's sitecustomize still runs"
+
+    # And with no PYTHONPATH and no other sitecustomize: the same path, nothing printed.
+    plain, hooked = show(None), show(ownerrefs.pythonpath(None))
+    assert (plain["hooked"], hooked["hooked"]) == (False, True)
+    assert hooked["path"] == plain["path"] and hooked["user"] is plain["user"] is None
