@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -164,16 +165,34 @@ def writes_since(cluster: Cluster, namespace: str, offset: int) -> list[str]:
     return out
 
 
+def ansible_result(cluster: Cluster, namespace: str, name: str) -> dict | None:
+    """The counts on the Running condition, where the Operator SDK puts a successful run's."""
+    ps = cluster.get("podset", name, namespace) or {}
+    running = [c for c in ps.get("status", {}).get("conditions", []) if c["type"] == "Running"]
+    return running[0].get("ansibleResult") if running and running[0]["reason"] == "Successful" else None
+
+
 def test_no_writes_when_converged(cluster: Cluster, crds: None, namespace: str, tmp_path: Path) -> None:
     if cluster.audit_log is None:
         pytest.skip("counting writes needs the local control plane's audit log")
-    first = OperatorProcess(cluster, workdir=tmp_path / "first", watches=ROOT / "watches.yaml")
+    # Reconciled every 2 s, so a converged run follows the changing ones.
+    first = OperatorProcess(cluster, workdir=tmp_path / "first", watches=ROOT / "watches.yaml",
+                            args=["--reconcile-period", "2s"])
     (tmp_path / "first").mkdir()
     first.start()
     try:
         cluster.apply(podset("calm", 3), namespace)
         # Converged, and the status says so (written by the reconcile the last pod change caused).
         wait_for(lambda: converged(cluster, namespace, "calm", 3), what="3 Ready pods", timeout=120)
+
+        # A successful run's counts are on Running; the first converged run writes changed=0 once.
+        def converged_counts() -> dict | None:
+            counts = ansible_result(cluster, namespace, "calm")
+            return counts if counts and counts["changed"] == 0 else None
+
+        counts = wait_for(converged_counts, what="the counts of a converged run on Running", timeout=60)
+        assert counts["ok"] > 0 and counts["failures"] == 0, counts
+        assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,8})?\+00:00", counts["completion"]), counts
     finally:
         first.stop()
 
@@ -188,6 +207,8 @@ def test_no_writes_when_converged(cluster: Cluster, crds: None, namespace: str, 
                         what="the reconcile after the restart", timeout=120)
         assert "result=ok changed=0" in line[0], line
         assert writes_since(cluster, namespace, offset) == []
+        # Its counts are those of the last converged run: not written again for a later completion time.
+        assert ansible_result(cluster, namespace, "calm") == counts
     finally:
         second.stop()
 
