@@ -1,6 +1,7 @@
 """PodSet rollouts on a real cluster: rolling updates sampled against their bounds, Recreate,
 automatic rollback when kwok keeps the new pods unready, pause, undo, revision history, a
-rollout that survives an operator restart, and a template the apiserver refuses."""
+rollout that survives an operator restart, a template the apiserver refuses, and adopted pods
+that are kept when they already run the template."""
 
 from __future__ import annotations
 
@@ -370,3 +371,80 @@ def test_check_mode_shows_the_next_rollout_step_without_taking_it(cluster: Clust
     assert "check mode: nothing was changed" in shown
     assert sorted(p["metadata"]["name"] for p in pods(cluster, namespace, "dry")) == before
     assert len(cluster.list("controllerrevisions", namespace, "workloads.playbook-operator.io/podset=dry")) == 1
+
+
+def hand_made_pod(name: str, app: str, image: str = "app:1") -> str:
+    """A pod made without the PodSet: its labels match the selector, no pod-template-hash."""
+    return json.dumps({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "labels": {"app": app}},
+                       "spec": {"containers": [{"name": "main", "image": f"registry.example/{image}"}]}})
+
+
+def ready_pods(cluster: Cluster, namespace: str, name: str, count: int) -> bool:
+    return len([p for p in pods(cluster, namespace, name) if is_ready(p)]) == count
+
+
+def test_adopted_pods_that_run_the_template_are_kept(cluster: Cluster, namespace: str, operator: OperatorProcess,
+                                                     sampler: list[PodSampler]) -> None:
+    for name in ("hand-a", "hand-b"):
+        cluster.apply(hand_made_pod(name, "keep"), namespace)
+    wait_for(lambda: ready_pods(cluster, namespace, "keep", 2), what="the hand-made pods to be Ready")
+    watcher = PodSampler(cluster, namespace, "keep")
+    sampler.append(watcher)
+
+    cluster.apply(manifest("keep", 3), namespace)
+    wait_for(lambda: rolled_out(cluster, namespace, "keep", 3, "app:1"), what="3 pods of app:1", timeout=180)
+    samples = watcher.stop()
+
+    # As a ReplicaSet would: both adopted, labelled with the revision, one pod added, none replaced.
+    ps = cluster.get("podset", "keep", namespace)
+    assert ps is not None
+    revision_hash = ps["status"]["currentRevision"].rsplit("-", 1)[1]
+    for name in ("hand-a", "hand-b"):
+        pod = cluster.get("pod", name, namespace)
+        assert pod is not None and not pod["metadata"].get("deletionTimestamp"), f"{name} was replaced"
+        assert [r["uid"] for r in pod["metadata"]["ownerReferences"]] == [ps["metadata"]["uid"]]
+        assert pod["metadata"]["labels"]["pod-template-hash"] == revision_hash
+    assert max(total for total, _, _ in samples) == 3, samples
+    assert ps["status"]["updatedReplicas"] == 3
+    operator.assert_alive()
+
+
+def test_adopted_pods_that_differ_are_replaced_within_the_bounds(cluster: Cluster, namespace: str,
+                                                                 operator: OperatorProcess,
+                                                                 sampler: list[PodSampler]) -> None:
+    cluster.apply(hand_made_pod("same", "mixed"), namespace)
+    cluster.apply(hand_made_pod("stale", "mixed", "app:0"), namespace)
+    wait_for(lambda: ready_pods(cluster, namespace, "mixed", 2), what="the hand-made pods to be Ready")
+    watcher = PodSampler(cluster, namespace, "mixed")
+    sampler.append(watcher)
+
+    cluster.apply(manifest("mixed", 2, strategy=rolling(1, 0)), namespace)
+    wait_for(lambda: rolled_out(cluster, namespace, "mixed", 2, "app:1"), what="2 pods of app:1", timeout=180)
+    samples = watcher.stop()
+
+    names = sorted(p["metadata"]["name"] for p in pods(cluster, namespace, "mixed"))
+    assert "same" in names and "stale" not in names, names
+    # maxSurge 1 and maxUnavailable 0 of 2: never more than 3 pods, never fewer than 2 Ready.
+    assert max(total for total, _, _ in samples) <= 3, samples
+    assert min(ready for _, ready, _ in samples) >= 2, samples
+    operator.assert_alive()
+
+
+def test_check_mode_shows_the_pods_it_would_keep(cluster: Cluster, crds: None, namespace: str,
+                                                 tmp_path: Path) -> None:
+    cluster.apply(hand_made_pod("hand", "dryadopt"), namespace)
+    podset = json.loads(manifest("dryadopt", 1))
+    podset["metadata"]["namespace"] = namespace
+    cluster.apply(json.dumps(podset), namespace)  # exists, but no operator runs here
+    cr = tmp_path / "dryadopt.yaml"
+    cr.write_text(json.dumps(podset))
+
+    shown = cli(cluster, "reconcile", "-f", str(cr), "--check", "--diff").stdout
+    assert "changed  Adopt matching pods that have no controller" in shown, shown
+    assert "changed  Label the pods that already run the template with its revision" in shown, shown
+    assert "pod-template-hash" in shown, "the diff shows the label"
+    assert "changed  Create the missing pods from the template" not in shown, "kept, so none is added"
+    assert "check mode: nothing was changed" in shown
+    pod = cluster.get("pod", "hand", namespace)
+    assert pod is not None and "pod-template-hash" not in pod["metadata"]["labels"]
+    assert not pod["metadata"].get("ownerReferences")
