@@ -22,7 +22,9 @@ def memcached_crd(cluster: Cluster) -> None:
 
 
 @pytest.fixture
-def sdk_operator(cluster: Cluster, memcached_crd: None, tmp_path: Path) -> Iterator[OperatorProcess]:
+def sdk_operator(cluster: Cluster, memcached_crd: None, tmp_path: Path,
+                 request: pytest.FixtureRequest) -> Iterator[OperatorProcess]:
+    """The operator on the Memcached watch; warm unless a test asks for ``--warm-ansible`` false."""
     watches = tmp_path / "watches.yaml"
     watches.write_text(f"""
 - version: v1alpha1
@@ -37,7 +39,8 @@ def sdk_operator(cluster: Cluster, memcached_crd: None, tmp_path: Path) -> Itera
     vars:
       cleanup_marker: finalizer-vars-arrived
 """)
-    op = OperatorProcess(cluster, workdir=tmp_path, watches=watches)
+    op = OperatorProcess(cluster, workdir=tmp_path, watches=watches,
+                         args=[f"--warm-ansible={getattr(request, 'param', 'true')}"])
     op.start()
     try:
         yield op
@@ -54,6 +57,11 @@ def conditions(obj: dict | None) -> dict[str, dict]:
     return {c["type"]: c for c in ((obj or {}).get("status") or {}).get("conditions", [])}
 
 
+# The owner references and dependent watches hold on both ways of running Ansible.
+BOTH_PATHS = pytest.mark.parametrize("sdk_operator", ["true", "false"], indirect=True, ids=["warm", "cold"])
+
+
+@BOTH_PATHS
 def test_sdk_role_runs_unchanged(cluster: Cluster, namespace: str, sdk_operator: OperatorProcess) -> None:
     cluster.apply(memcached("mc", sizeK8sBuckets=3, egressIPs=["10.0.0.1", "10.0.0.2"]), namespace)
 
@@ -135,6 +143,7 @@ def test_finalizer_runs_then_lets_go(cluster: Cluster, namespace: str, sdk_opera
     assert marker is not None and marker["data"] == {"cleanup_marker": "finalizer-vars-arrived"}
 
 
+@BOTH_PATHS
 def test_dependent_change_reconciles_the_owner(cluster: Cluster, namespace: str,
                                                sdk_operator: OperatorProcess) -> None:
     cluster.apply(memcached("dep", sizeK8sBuckets=2), namespace)
