@@ -24,6 +24,10 @@ from runner import __version__, rollout
 from runner.watches import Watch, WatchDefaults, WatchesError, load_watches, parse_duration
 
 EXIT_CONFIG = 2
+# The uid a dry run gives an object that is not created yet (the nil UUID: valid wherever a uid
+# is, owner references included, and plainly no object's). playbooks/tasks/custom_resource.yml
+# uses the same.
+STAND_IN_UID = "00000000-0000-0000-0000-000000000000"
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -230,13 +234,18 @@ def _reconcile_once(args: argparse.Namespace, watches: list[Watch]) -> int:
     from runner.reconcile import DEPENDENTS_FILE, Settings, build_run_request, target_of
     from runner.warm import WarmAnsible
 
-    obj = yaml.safe_load(Path(args.filename).read_text())
-    api_version, kind = obj.get("apiVersion", ""), obj.get("kind", "")
-    group, _, version = api_version.rpartition("/")
-    watch = next((w for w in watches if (w.group, w.version, w.kind) == (group, version, kind)), None)
-    if watch is None:
-        print(f"playbook-operator: no watch for {api_version} {kind} in {args.watches_file}", file=sys.stderr)
+    docs = [d for d in yaml.safe_load_all(Path(args.filename).read_text()) if isinstance(d, dict)]
+    # The file's first document of a watched kind (a file may carry what the object needs too).
+    found = next(((d, w) for d in docs for w in watches
+                  if (w.group, w.version, w.kind) == (*_group_version(d), d.get("kind"))), None)
+    if found is None:
+        kinds = ", ".join(f"{d.get('apiVersion', '')} {d.get('kind', '')}" for d in docs) or "nothing"
+        print(f"playbook-operator: {args.filename} holds no kind {args.watches_file} watches (it holds {kinds})",
+              file=sys.stderr)
         return EXIT_CONFIG
+    obj, watch = found
+    kind = watch.kind
+    group, version = watch.group, watch.version
     obj.setdefault("metadata", {}).setdefault("namespace", "default")
     kube.load_config()
     client = kube.Kube()
@@ -251,6 +260,10 @@ def _reconcile_once(args: argparse.Namespace, watches: list[Watch]) -> int:
         obj["metadata"] = {**live["metadata"], **{k: v for k, v in obj["metadata"].items()
                                                    if k in ("labels", "annotations")}}
         obj.setdefault("status", live.get("status"))
+    elif args.check:
+        # A dry run of a manifest not applied yet: the identity the apiserver would give it.
+        obj["metadata"].setdefault("generation", 1)
+        obj["metadata"].setdefault("uid", STAND_IN_UID)
 
     def show(task: dict[str, Any]) -> None:
         mark = {"ok": "changed" if task["changed"] else "ok"}.get(task["outcome"], task["outcome"])
@@ -276,6 +289,11 @@ def _reconcile_once(args: argparse.Namespace, watches: list[Watch]) -> int:
         print(f"  failed: {failed.task}: {failed.message}", file=sys.stderr)
     print(f"artifacts: {result.artifact_dir}")
     return 0 if result.successful else 1
+
+
+def _group_version(obj: dict[str, Any]) -> tuple[str, str]:
+    group, _, version = str(obj.get("apiVersion") or "").rpartition("/")
+    return group, version
 
 
 def _print_diff(diff: Any) -> None:

@@ -1,0 +1,176 @@
+"""Every dry run the README shows, run verbatim from the repository root, on the samples as a
+newcomer has them: before they are applied (the dry run shows what applying would do) and after
+(it shows what the next reconcile would do). Either way nothing in the cluster changes.
+
+The samples name no namespace, so these tests work in `default`, as the README's commands do."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.support import ROOT, Cluster
+
+BIN = Path(sys.executable).parent
+SAMPLES = ROOT / "deploy" / "samples"
+STAND_IN_UID = "00000000-0000-0000-0000-000000000000"
+# What the samples and their dry runs could create or change in `default`.
+WATCHED = "pods,podsets,controllerrevisions,configmaps,secrets,deployments,servicebindings,examples,events"
+
+
+def readme_dry_runs() -> list[str]:
+    """The dry-run command lines of the README's shell blocks, without their trailing comments
+    (usage synopses, with their [--check], are not commands)."""
+    text = (ROOT / "README.md").read_text()
+    blocks = re.findall(r"```sh\n(.*?)```", text, flags=re.S)
+    lines = [line.split("  #")[0].strip() for block in blocks for line in block.splitlines()]
+    return sorted({line for line in lines if "--check" in line and "[--check]" not in line})
+
+
+DRY_RUNS = readme_dry_runs()
+PODSET_PLAYBOOK = "ansible-playbook playbooks/podset.yml -e podset_file=deploy/samples/podset.yaml --check --diff"
+PODSET_CLI = "playbook-operator reconcile -f deploy/samples/podset.yaml --check --diff"
+BINDING_CLI = "playbook-operator reconcile -f deploy/samples/servicebinding.yaml --check --diff"
+EXAMPLE_CLI = "playbook-operator reconcile -f deploy/samples/example.yaml --check --diff"
+
+
+def test_the_readme_shows_the_dry_runs_tested_here() -> None:
+    # A dry run added to the README without a test here fails this, not silently nothing.
+    assert sorted([PODSET_PLAYBOOK, PODSET_CLI, BINDING_CLI, EXAMPLE_CLI]) == DRY_RUNS
+
+
+def run(cluster: Cluster, command: str) -> subprocess.CompletedProcess[str]:
+    """A README command line as a user types it at the repository root."""
+    env = {**cluster.env, "PATH": f"{BIN}:{cluster.env['PATH']}"}
+    return subprocess.run(["bash", "-c", command], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+
+
+def snapshot(cluster: Cluster) -> dict[str, str]:
+    """Every object of the kinds a dry run could touch in `default`, by resourceVersion."""
+    items = json.loads(cluster.kubectl("get", WATCHED, "-n", "default", "-o", "json").stdout)["items"]
+    return {f'{i["kind"]}/{i["metadata"]["name"]}': i["metadata"]["resourceVersion"] for i in items}
+
+
+def delete_samples(cluster: Cluster) -> None:
+    cluster.kubectl("delete", "-n", "default", "--ignore-not-found", "--wait=true",
+                    "-f", str(SAMPLES / "podset.yaml"), "-f", str(SAMPLES / "servicebinding.yaml"),
+                    "-f", str(SAMPLES / "servicebinding-service.yaml"), "-f", str(SAMPLES / "example.yaml"))
+    cluster.kubectl("delete", "configmap", "hello-example", "-n", "default", "--ignore-not-found")
+
+
+@pytest.fixture
+def samples_absent(cluster: Cluster, crds: None) -> Iterator[None]:
+    delete_samples(cluster)
+    yield
+    delete_samples(cluster)
+
+
+def apply_samples(cluster: Cluster, *names: str) -> None:
+    for name in names:
+        cluster.kubectl("apply", "-n", "default", "-f", str(SAMPLES / name))
+
+
+def changed_items(output: str) -> int:
+    return output.count("changed: [localhost] => (item=")
+
+
+# --------------------------------------------------------------------------- not applied yet
+
+
+def test_podset_playbook_dry_run_of_a_new_podset(cluster: Cluster, samples_absent: None) -> None:
+    before = snapshot(cluster)
+    proc = run(cluster, PODSET_PLAYBOOK)
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
+    out = proc.stdout
+    assert "TASK [podset : Record a new revision of the pod template]" in out
+    assert "TASK [podset : Create the missing pods from the template]" in out
+    assert changed_items(out.split("Create the missing pods from the template]")[1].split("TASK [")[0]) == 3, out
+    # The revision and the pods name the PodSet-to-be as their controller, by the stand-in uid.
+    assert STAND_IN_UID in out
+    assert '"namespace": "default"' in out
+    assert "TASK [podset : Report replica counts" in out and '"selector": "app=web"' in out
+    assert snapshot(cluster) == before
+
+
+def test_podset_reconcile_dry_run_of_a_new_podset(cluster: Cluster, samples_absent: None) -> None:
+    before = snapshot(cluster)
+    proc = run(cluster, PODSET_CLI)
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
+    out = proc.stdout
+    for task in ("Record a new revision of the pod template", "Create the missing pods from the template",
+                 "Report replica counts, revisions, the selector for the scale subresource, and conditions"):
+        assert f"changed  {task}" in out, out
+    assert STAND_IN_UID in out
+    assert "check mode: nothing was changed" in out
+    assert snapshot(cluster) == before
+
+
+def test_servicebinding_dry_run_of_a_new_binding_shows_the_projection(cluster: Cluster, samples_absent: None) -> None:
+    # What it binds exists; the binding does not yet.
+    apply_samples(cluster, "servicebinding-service.yaml", "podset.yaml")
+    before = snapshot(cluster)
+    proc = run(cluster, BINDING_CLI)
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
+    out = proc.stdout
+    assert "changed  Patch, guarded by what it replaces, the workload PodSet web" in out, out
+    assert "changed  Report the projected Secret and the conditions" in out
+    # The projection: the Secret by reference, the env variable, and the status it would report.
+    assert "sample-db" in out and "DB_PASSWORD" in out and "not-a-real-password" not in out
+    assert "servicebinding-" + STAND_IN_UID in out
+    assert "check mode: nothing was changed" in out
+    assert snapshot(cluster) == before
+
+
+def test_servicebinding_dry_run_with_nothing_to_bind_reports_what_is_missing(cluster: Cluster,
+                                                                             samples_absent: None) -> None:
+    before = snapshot(cluster)
+    proc = run(cluster, BINDING_CLI)
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
+    assert "changed  Report the projected Secret and the conditions" in proc.stdout
+    assert "SecretNotFound" in proc.stdout
+    assert snapshot(cluster) == before
+
+
+def test_example_dry_run_of_a_new_example(cluster: Cluster, samples_absent: None) -> None:
+    before = snapshot(cluster)
+    proc = run(cluster, EXAMPLE_CLI)
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
+    assert "changed  Keep the ConfigMap in step with spec.data" in proc.stdout
+    assert "greeting: hello" in proc.stdout
+    assert snapshot(cluster) == before
+
+
+def test_the_playbook_without_check_refuses_a_new_object_with_what_to_do(cluster: Cluster,
+                                                                        samples_absent: None) -> None:
+    before = snapshot(cluster)
+    proc = run(cluster, PODSET_PLAYBOOK.replace(" --check --diff", ""))
+    assert proc.returncode != 0
+    assert "default/web does not exist yet" in proc.stdout and "add --check" in proc.stdout, proc.stdout[-3000:]
+    assert snapshot(cluster) == before
+
+
+# --------------------------------------------------------------------------- applied, no operator
+
+
+def test_dry_runs_of_applied_samples_show_the_next_reconcile(cluster: Cluster, samples_absent: None) -> None:
+    apply_samples(cluster, "servicebinding-service.yaml", "podset.yaml", "servicebinding.yaml", "example.yaml")
+    uid = cluster.kubectl("get", "podset", "web", "-n", "default", "-o", "jsonpath={.metadata.uid}").stdout
+    before = snapshot(cluster)
+
+    play = run(cluster, PODSET_PLAYBOOK)
+    assert play.returncode == 0, play.stdout[-4000:] + play.stderr[-2000:]
+    assert changed_items(play.stdout.split("Create the missing pods from the template]")[1].split("TASK [")[0]) == 3
+    assert uid in play.stdout and STAND_IN_UID not in play.stdout
+
+    for command in (PODSET_CLI, BINDING_CLI, EXAMPLE_CLI):
+        proc = run(cluster, command)
+        assert proc.returncode == 0, command + "\n" + proc.stdout[-4000:] + proc.stderr[-2000:]
+        assert "check mode: nothing was changed" in proc.stdout
+        assert STAND_IN_UID not in proc.stdout
+    assert snapshot(cluster) == before
