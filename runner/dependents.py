@@ -200,6 +200,11 @@ def owners_of(obj: Mapping[str, Any]) -> list[OwnerKey]:
 
 Notify = Callable[[OwnerKey], None]
 
+# Events a role posts carry an owner reference like anything it creates, but no role depends on
+# them (reads of Events are not reported either): watching them would reconcile owners for
+# their own Events, and need rights to list Events that a role posting them never needs.
+NOT_DEPENDED_ON = frozenset({("v1", "Event"), ("events.k8s.io/v1", "Event")})
+
 
 # How often a watch the operator may not make asks again whether it may (a grant takes effect
 # without a restart, and no refused request is ever sent).
@@ -238,12 +243,13 @@ class DependentWatches:
                 else:
                     self._reads.pop(owner, None)
         for dep in kinds:
+            if (dep.api_version, dep.kind) in NOT_DEPENDED_ON:
+                continue
             for scope in watch_scopes(dep, self.namespaces):
                 with self._lock:
                     if scope in self._watching:
                         continue
                     self._watching.add(scope)
-                log.info("watching dependent kind %s %s %s", scope.api_version, scope.kind, scope.where)
                 threading.Thread(target=self._watch, args=(scope,), daemon=True,
                                  name=f"dependents-{scope.kind}-{scope.namespace or 'cluster'}").start()
 
@@ -318,7 +324,7 @@ class DependentWatches:
         if refused:
             with self._lock:
                 self._refused.discard(scope)
-            log.info("watching dependent kind %s %s %s, now permitted", scope.api_version, scope.kind, scope.where)
+        log.info("watching dependent kind %s %s %s", scope.api_version, scope.kind, scope.where)
         return True
 
     def _watch(self, scope: WatchScope) -> None:

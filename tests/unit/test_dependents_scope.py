@@ -51,6 +51,14 @@ async def test_ensure_starts_one_watch_per_scope_and_each_once() -> None:
     assert watches.watching() == {("v1", "Pod"), ("servicebinding.io/v1", "ClusterWorkloadResourceMapping")}
 
 
+async def test_events_a_role_posts_are_not_watched() -> None:
+    watches = DependentWatches(asyncio.get_running_loop(), lambda _: None, namespaces=["team-a"])
+    watches._watch = lambda scope: None  # type: ignore[method-assign]
+    watches.ensure([DependentKind("v1", "Event", True), DependentKind("events.k8s.io/v1", "Event", True)],
+                   owner=OWNER)
+    assert watches.scopes() == set()
+
+
 class FakeApi:
     """The dynamic client as `_watch` uses it: a resource that lists one owned pod, and a watch
     that stops the watches, each call recorded with the namespace it was made in."""
@@ -119,7 +127,8 @@ async def test_a_watch_not_permitted_is_reported_once_and_requested_only_once_pe
     assert warnings == ["not watching servicebinding.io/v1 ClusterWorkloadResourceMapping cluster-wide: this "
                         "operator's account may not list and watch it there, so its changes reconcile nothing "
                         "(checked again every 0s)"]
-    assert "now permitted" in caplog.records[-1].getMessage()
+    assert caplog.records[-1].getMessage() == ("watching dependent kind servicebinding.io/v1 "
+                                               "ClusterWorkloadResourceMapping cluster-wide")
     assert api.calls == [("list", None), ("watch", None)]
 
 
