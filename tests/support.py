@@ -94,6 +94,21 @@ class Cluster:
         self.kubectl("apply", "-n", namespace, "-f", "-", input=manifest)
 
 
+def service_account_cluster(cluster: Cluster, name: str, namespace: str, path: Path) -> Cluster:
+    """The same cluster seen as a ServiceAccount: a kubeconfig at `path` with a token of its own
+    (`kubectl create token`), for an OperatorProcess that must hold only that account's rights."""
+    token = cluster.kubectl("create", "token", name, "-n", namespace, "--duration=1h").stdout.strip()
+    admin = json.loads(cluster.kubectl("config", "view", "--raw", "--minify", "-o", "json").stdout)
+    server = admin["clusters"][0]
+    path.write_text(json.dumps({
+        "apiVersion": "v1", "kind": "Config", "clusters": [server],
+        "users": [{"name": name, "user": {"token": token}}],
+        "contexts": [{"name": name, "context": {"cluster": server["name"], "user": name}}],
+        "current-context": name,
+    }))
+    return Cluster(kubeconfig=path, local_name=None)  # its audit log is read through `cluster`
+
+
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that nothing listens on right now."""
     with socket.socket() as sock:
