@@ -15,6 +15,15 @@ tracebacks name a file by its path inside the payload
 (``ansible_collections/kubernetes/core/plugins/module_utils/k8s/client.py``) and show its
 source lines, since the temporary zip is gone by the time anyone reads them. Zips that are
 not module payloads are left to zipimport.
+
+The warm module interpreter has ansible-core's module_utils imported before any payload is
+there (`runner.forkserver`), and a payload packs its own ``ansible`` package: ansible-core's
+module_utils, a role's own module_utils (``ansible.module_utils.<name>``) and a module from a
+``library/`` directory (``ansible.legacy.<name>``). `Preloaded` makes the two agree before a
+module runs: it enters the payload's ``ansible`` and ``ansible.module_utils`` into the
+preloaded packages, as a fresh interpreter has them, and keeps the preloaded modules only when
+each one the payload also holds is byte for byte the installed file; otherwise it drops them
+all, and the module imports every one from its payload.
 """
 
 from __future__ import annotations
@@ -30,6 +39,7 @@ import sys
 import types
 import zipfile
 import zipimport
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -73,14 +83,18 @@ class PayloadImporter:
         archive_path, inner = entry[:archive_end + 4], entry[archive_end + 4:]
         if archive_end < 0 or (inner and not inner.startswith("/")) or not is_payload(archive_path):
             raise ImportError("not a module payload", path=entry)
-        archive = self._archives.get(archive_path)
-        if archive is None:
-            try:
-                archive = self._archives[archive_path] = Archive(archive_path)
-            except (OSError, zipfile.BadZipFile) as exc:
-                raise ImportError(f"unreadable module payload: {exc}", path=entry) from exc
+        try:
+            archive = self.archive(archive_path)
+        except (OSError, zipfile.BadZipFile) as exc:
+            raise ImportError(f"unreadable module payload: {exc}", path=entry) from exc
         inner = inner.strip("/")
         return PayloadEntryFinder(archive, f"{inner}/" if inner else "", self.directory)
+
+    def archive(self, path: str) -> Archive:
+        archive = self._archives.get(path)
+        if archive is None:
+            archive = self._archives[path] = Archive(path)
+        return archive
 
 
 class PayloadEntryFinder(importlib.abc.PathEntryFinder):
@@ -177,3 +191,122 @@ def install(directory: Path) -> None:
         return
     directory.mkdir(mode=0o700, parents=True, exist_ok=True)
     sys.path_hooks.insert(0, PayloadImporter(directory))
+
+
+def archive(path: str) -> Archive:
+    """A payload's directory: the one the installed path hook read or will read, else read now."""
+    for hook in sys.path_hooks:
+        if isinstance(hook, PayloadImporter):
+            return hook.archive(path)
+    return Archive(path)
+
+
+# ---------------------------------------------------------------- preloaded ansible-core and a payload
+
+# Ansible writes these two into every payload as packages that extend their path: the payload's
+# folder first, then every installed ``ansible`` on sys.path (`pkgutil.extend_path`).
+PAYLOAD_PACKAGES = ("ansible", "ansible.module_utils")
+
+
+def _members(name: str) -> tuple[str, str]:
+    """The payload files that could hold module `name`: a package or a module."""
+    base = name.replace(".", "/")
+    return f"{base}/__init__.py", f"{base}.py"
+
+
+def _ansible_modules() -> list[str]:
+    return [name for name in sys.modules if name == "ansible" or name.startswith("ansible.")]
+
+
+class Preloaded:
+    """The ``ansible`` modules a warm interpreter imported before any payload, to be squared with each.
+
+    ``files`` has, for each payload file that would hold one of them, the SHA-256 of the installed
+    file that name was loaded from, or None when none was (then a payload file by that name
+    shadows a module it cannot be: a package for a module, or a name six makes up).
+    ``packages`` are the preloaded packages whose ``__path__`` is their own folder, as the import
+    system sets it: when the payload holds one, its path becomes the payload's folder, as it is
+    when the package is imported from the payload. (Packages that set their own ``__path__``, as
+    six does, set it alike from the payload's identical copy.)
+    """
+
+    def __init__(self, files: Mapping[str, str | None], packages: Mapping[str, str]) -> None:
+        self.files = dict(files)
+        self.packages = dict(packages)
+
+    @classmethod
+    def snapshot(cls) -> Preloaded:
+        """What this interpreter has imported of ``ansible`` now."""
+        files: dict[str, str | None] = {}
+        packages: dict[str, str] = {}
+        root = os.path.dirname(os.path.dirname(getattr(sys.modules.get("ansible"), "__file__", None) or "/"))
+        for name in _ansible_modules():
+            if name in PAYLOAD_PACKAGES:
+                continue
+            module = sys.modules[name]
+            origin = getattr(module, "__file__", None)
+            for member in _members(name):
+                # The file the name was loaded from; for a module_utils that puts another module in
+                # its place (distro), the installed file by the name, which is what ran.
+                candidates = [origin] if origin and origin.endswith(f"/{member}") else []
+                candidates.append(os.path.join(root, member))
+                installed = next((path for path in candidates if os.path.isfile(path)), None)
+                files[member] = None
+                if installed is None:
+                    continue
+                with open(installed, "rb") as f:
+                    data = f.read()
+                files[member] = _sha256(data)
+                if member.endswith("/__init__.py") and origin \
+                        and list(getattr(module, "__path__", ())) == [os.path.dirname(origin)]:
+                    packages[name] = member.rpartition("/")[0]
+        return cls(files, packages)
+
+    def differences(self, payload: Archive) -> list[str]:
+        """The payload's files that a preloaded module stands in for but is not."""
+        return sorted(member for member, digest in self.files.items() if member in payload.names and (
+            digest is None or _sha256(payload.zip.read(member)) != digest))
+
+    def enter(self, path: str) -> bool:
+        """Make this interpreter's ``ansible`` what a fresh one has with payload `path` first on sys.path.
+
+        Call it with the payload first on sys.path and nothing imported from it yet. True: the
+        preloaded modules stay, within the payload's packages. False: every preloaded ``ansible``
+        module was dropped; the next import of one imports it from the payload.
+        """
+        try:
+            payload = archive(path)
+        except (OSError, zipfile.BadZipFile):
+            self.drop()
+            return False
+        if self.differences(payload):
+            self.drop()
+            return False
+        for name in PAYLOAD_PACKAGES:
+            module = sys.modules.get(name)
+            parent = name.rpartition(".")[0]
+            search = sys.path if not parent else list(getattr(sys.modules.get(parent), "__path__", []))
+            spec = importlib.machinery.PathFinder.find_spec(name, search)
+            if module is None or spec is None or spec.loader is None or spec.origin == getattr(module, "__file__", ""):
+                continue
+            # The payload's package, run in the preloaded module: its submodules stay its attributes.
+            module.__spec__ = spec
+            module.__loader__ = spec.loader
+            module.__file__ = spec.origin
+            module.__path__ = list(spec.submodule_search_locations or [])
+            spec.loader.exec_module(module)
+        for name, folder in self.packages.items():
+            package = sys.modules.get(name)
+            if package is not None and f"{folder}/__init__.py" in payload.names:
+                package.__path__ = [f"{path}/{folder}"]
+        return True
+
+    @staticmethod
+    def drop() -> None:
+        """Forget every imported ``ansible`` module, as if none had been imported."""
+        for name in _ansible_modules():
+            del sys.modules[name]
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()

@@ -6,9 +6,11 @@ then forks a child per job:
 - ``playbook``: Ansible itself is imported (CLI, executor, plugin loaders). A child
   runs ``ansible-playbook`` in-process with the job's argv, environment and cwd.
 - ``python``: the libraries Ansible modules load (the kubernetes client, yaml,
-  jsonpatch) are imported, but not Ansible: each module still imports its own
-  ``ansible.module_utils`` from its AnsiballZ payload, exactly as in a fresh
-  interpreter. A child runs the module's script as ``__main__``.
+  jsonpatch) and ansible-core's module_utils are imported. A child runs the module's
+  script as ``__main__``; when AnsiballZ hands it the module's payload, the payload's
+  ``ansible`` package is entered into the preloaded one, so a module from a role's
+  ``library/`` and a role's own module_utils are found there, and the preloaded modules
+  stay only where the payload's copies are the same files (`runner.codecache.Preloaded`).
 
 A job reaches a server through a shim (see `runner.warm`): a tiny script in place of
 the ``ansible-playbook`` binary or the module interpreter. It connects to the server's
@@ -109,8 +111,35 @@ def preload(kind: str) -> None:
                      "ansible.module_utils.urls"):
             with contextlib.suppress(ImportError):
                 __import__(name)
+        _enter_payloads()
     else:
         raise SystemExit(f"unknown server kind {kind!r}")
+
+
+ANSIBALLZ_LOADER = "ansible.module_utils._internal._ansiballz._loader"
+
+
+def _enter_payloads() -> None:
+    """Square the preloaded ansible-core with each module's payload before the module runs.
+
+    AnsiballZ's wrapper puts the payload first on sys.path and calls ``run_module`` of
+    `ANSIBALLZ_LOADER` with its path, before anything of the payload is imported: that call
+    enters the payload first (`codecache.Preloaded.enter`). When the preloaded modules had to
+    go, the payload's own loader runs the module, as in a fresh interpreter.
+    """
+    loader = sys.modules.get(ANSIBALLZ_LOADER)
+    run_module = getattr(loader, "run_module", None)
+    if loader is None or run_module is None:
+        return
+    preloaded = codecache.Preloaded.snapshot()
+
+    def run_module_in_payload(**kwargs: Any) -> Any:
+        payload = kwargs.get("modlib_path")
+        if not isinstance(payload, str) or preloaded.enter(payload):
+            return run_module(**kwargs)
+        return importlib.import_module(ANSIBALLZ_LOADER).run_module(**kwargs)
+
+    loader.run_module = run_module_in_payload  # type: ignore[attr-defined]
 
 
 # ---------------------------------------------------------------- the child side of a job
