@@ -35,16 +35,22 @@ import importlib.machinery
 import importlib.util
 import marshal
 import os
+import struct
 import sys
 import types
 import zipfile
 import zipimport
+import zlib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 # Bytecode depends on the interpreter and on -O.
 _SALT = importlib.util.MAGIC_NUMBER + bytes([sys.flags.optimize])
+
+# A zip member's local header (zipfile's structFileHeader): the file's bytes follow it, its name
+# and its extra field.
+_LOCAL_HEADER = struct.Struct("<4s2B4HL2L2H")
 
 
 def digest(member: str, source: str) -> str:
@@ -66,9 +72,24 @@ class Archive:
         self.zip = zipfile.ZipFile(path)
         self.names = frozenset(self.zip.namelist())
         self.folders = frozenset(name.rsplit("/", i)[0] for name in self.names for i in range(1, name.count("/") + 1))
+        self._bytes: bytes | None = None
 
     def read_text(self, member: str) -> str:
         return self.zip.read(member).decode("utf-8")
+
+    def stored(self, member: str) -> tuple[int, bytes]:
+        """A member as the zip holds it, not inflated: its compression method and its bytes."""
+        info = self.zip.getinfo(member)
+        if info.flag_bits & 0x1:
+            raise zipfile.BadZipFile(f"{member} is encrypted")
+        if self._bytes is None:
+            with open(self.path, "rb") as f:
+                self._bytes = f.read()
+        header = _LOCAL_HEADER.unpack_from(self._bytes, info.header_offset)
+        if header[0] != b"PK\x03\x04":
+            raise zipfile.BadZipFile(f"no local header for {member}")
+        start = info.header_offset + _LOCAL_HEADER.size + header[10] + header[11]
+        return info.compress_type, self._bytes[start:start + info.compress_size]
 
 
 class PayloadImporter:
@@ -224,21 +245,27 @@ class Preloaded:
     ``files`` has, for each payload file that would hold one of them, the SHA-256 of the installed
     file that name was loaded from, or None when none was (then a payload file by that name
     shadows a module it cannot be: a package for a module, or a name six makes up).
+    ``deflated`` has the SHA-256 of each installed file deflated as Ansible's zipfile deflates a
+    payload's files: a payload member with those very bytes is that file, proven without
+    inflating it (any other member is inflated and compared).
     ``packages`` are the preloaded packages whose ``__path__`` is their own folder, as the import
     system sets it: when the payload holds one, its path becomes the payload's folder, as it is
     when the package is imported from the payload. (Packages that set their own ``__path__``, as
     six does, set it alike from the payload's identical copy.)
     """
 
-    def __init__(self, files: Mapping[str, str | None], packages: Mapping[str, str]) -> None:
+    def __init__(self, files: Mapping[str, str | None], packages: Mapping[str, str],
+                 deflated: Mapping[str, str] | None = None) -> None:
         self.files = dict(files)
         self.packages = dict(packages)
+        self.deflated = dict(deflated or {})
 
     @classmethod
     def snapshot(cls) -> Preloaded:
         """What this interpreter has imported of ``ansible`` now."""
         files: dict[str, str | None] = {}
         packages: dict[str, str] = {}
+        deflated: dict[str, str] = {}
         root = os.path.dirname(os.path.dirname(getattr(sys.modules.get("ansible"), "__file__", None) or "/"))
         for name in _ansible_modules():
             if name in PAYLOAD_PACKAGES:
@@ -257,15 +284,27 @@ class Preloaded:
                 with open(installed, "rb") as f:
                     data = f.read()
                 files[member] = _sha256(data)
+                deflate = zlib.compressobj(zlib.Z_DEFAULT_COMPRESSION, zlib.DEFLATED, -15)
+                deflated[member] = _sha256(deflate.compress(data) + deflate.flush())
                 if member.endswith("/__init__.py") and origin \
                         and list(getattr(module, "__path__", ())) == [os.path.dirname(origin)]:
                     packages[name] = member.rpartition("/")[0]
-        return cls(files, packages)
+        return cls(files, packages, deflated)
 
     def differences(self, payload: Archive) -> list[str]:
         """The payload's files that a preloaded module stands in for but is not."""
-        return sorted(member for member, digest in self.files.items() if member in payload.names and (
-            digest is None or _sha256(payload.zip.read(member)) != digest))
+        return sorted(member for member, digest in self.files.items()
+                      if member in payload.names and not self._same(payload, member, digest))
+
+    def _same(self, payload: Archive, member: str, digest: str | None) -> bool:
+        if digest is None:
+            return False
+        with contextlib.suppress(zipfile.BadZipFile, KeyError, struct.error):
+            method, data = payload.stored(member)
+            proof = digest if method == zipfile.ZIP_STORED else self.deflated.get(member)
+            if method in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED) and _sha256(data) == proof:
+                return True
+        return _sha256(payload.zip.read(member)) == digest
 
     def enter(self, path: str) -> bool:
         """Make this interpreter's ``ansible`` what a fresh one has with payload `path` first on sys.path.

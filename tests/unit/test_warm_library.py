@@ -9,18 +9,20 @@ interpreter does. Without a cluster: the modules make no API call."""
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import json
 import subprocess
 import sys
 import textwrap
 import zipfile
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from runner import ansible
+from runner import ansible, codecache
 from runner.warm import WarmAnsible
 from tests.support import wait_for
 
@@ -291,3 +293,21 @@ def test_a_payload_file_shadowing_a_preloaded_module_drops_them_all(replace: dic
     assert seen["ansible"][:1] == [f"{payload}/ansible"]  # type: ignore[index]
     assert seen["common"] == [f"{payload}/ansible/module_utils/common"]
     assert seen["hello"] == "hello"
+
+
+def test_files_deflated_as_ansible_deflates_them_are_proven_without_inflating(tmp_path: Path,
+                                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    basic = installed("ansible/module_utils/basic.py")
+    deflate = zlib.compressobj(zlib.Z_DEFAULT_COMPRESSION, zlib.DEFLATED, -15)
+    preloaded = codecache.Preloaded(
+        {"ansible/module_utils/basic.py": hashlib.sha256(basic).hexdigest()}, {},
+        {"ansible/module_utils/basic.py": hashlib.sha256(deflate.compress(basic) + deflate.flush()).hexdigest()})
+    (tmp_path / "level-1").mkdir()
+    same = codecache.Archive(str(hand_payload(tmp_path)))
+    other_level = codecache.Archive(str(hand_payload(tmp_path / "level-1", level=1)))
+    inflated: list[str] = []
+    for archive in (same, other_level):
+        read = archive.zip.read
+        monkeypatch.setattr(archive.zip, "read", lambda member, read=read: inflated.append(member) or read(member))
+    assert preloaded.differences(same) == [] and inflated == []
+    assert preloaded.differences(other_level) == [] and inflated == ["ansible/module_utils/basic.py"]
