@@ -358,6 +358,55 @@ def test_plan_missing_service_or_secret_changes_no_workload(facts: dict[str, Any
     assert next((e["type"], e["reason"]) for e in p["events"]) == ("Warning", reason)
 
 
+# A k8s_info read refused by RBAC, registered with failed_when: false (as kubernetes.core words it).
+FORBIDDEN_READ = {"changed": False, "failed": False, "failed_when_result": False, "msg": (
+    "Exception '403\nReason: Forbidden\nHTTP response headers: HTTPHeaderDict({'Audit-Id': 'ed8f69ea', "
+    "'Content-Type': 'application/json', 'Content-Length': '463'})\nHTTP response body: "
+    '{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":'
+    '"clusterworkloadresourcemappings.servicebinding.io \\"deployments.apps\\" is forbidden: User '
+    '\\"system:serviceaccount:default:nobody\\" cannot get resource \\"clusterworkloadresourcemappings\\" '
+    'in API group \\"servicebinding.io\\" at the cluster scope","reason":"Forbidden","details":'
+    '{"name":"deployments.apps","group":"servicebinding.io","kind":"clusterworkloadresourcemappings"},'
+    '"code":403}\n\nOriginal traceback: \n  File \"/x/kubernetes/dynamic/client.py\", line 54, in inner\n'
+    "' raised while trying to get resource using (name=deployments.apps, namespace=None)")}
+
+
+def test_read_error_is_the_apiservers_message_in_a_line() -> None:
+    said = f.servicebinding_read_error(FORBIDDEN_READ)
+    assert said == ('403 Forbidden: clusterworkloadresourcemappings.servicebinding.io "deployments.apps" is '
+                    'forbidden: User "system:serviceaccount:default:nobody" cannot get resource '
+                    '"clusterworkloadresourcemappings" in API group "servicebinding.io" at the cluster scope')
+    assert f.servicebinding_read_error({"msg": "Exception 'boom\nHTTP response headers: x' raised"}) == "boom"
+
+
+@pytest.mark.parametrize("result", [
+    {"changed": False, "failed": False, "resources": []},  # read, found nothing
+    {"api_found": False, "msg": "Failed to find API for resource", "resources": []},  # no such kind: nothing there
+    {"changed": False, "skipped": True, "skip_reason": "Conditional result was False"},
+])
+def test_reads_that_did_not_fail_have_no_error(result: dict[str, Any]) -> None:
+    assert f.servicebinding_read_error(result) == ""
+
+
+def test_plan_a_refused_read_of_the_service_or_workloads_is_said_and_changes_nothing() -> None:
+    bound = applied(deployment(), f.projection(deployment(), binding(), "creds"))
+    error = f.servicebinding_read_error(FORBIDDEN_READ)
+    p = f.servicebinding_plan(binding(), {"namespace": NS, "secret_found": True, "workloads": [bound],
+                                          "workloads_error": error})
+    assert conditions(p)["Ready"] == ("False", "WorkloadUnavailable") and p["changes"] == []
+
+
+def test_plan_an_unreadable_mapping_uses_the_built_in_one_and_says_so() -> None:
+    error = f.servicebinding_read_error(FORBIDDEN_READ)
+    p = f.servicebinding_plan(binding(), {"namespace": NS, "secret_found": True, "workloads": [deployment()],
+                                          "mappings_error": error})
+    assert conditions(p)["Ready"] == ("True", "ServiceBound")
+    assert p["changes"] == f.servicebinding_plan(binding(), {"namespace": NS, "secret_found": True,
+                                                             "workloads": [deployment()]})["changes"] != []
+    projected = next(c for c in p["conditions"] if c["type"] == "WorkloadProjected")["message"]
+    assert "could not be read (403 Forbidden" in projected and "built-in mapping was used" in projected
+
+
 def test_plan_missing_workload() -> None:
     p = f.servicebinding_plan(binding(), {"namespace": NS, "secret_found": True, "workloads": [deployment("other")]})
     assert conditions(p)["Ready"] == ("False", "WorkloadNotFound")

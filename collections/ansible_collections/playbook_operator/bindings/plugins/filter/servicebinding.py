@@ -633,14 +633,17 @@ def resolve_service(binding: Mapping[str, Any], service: Mapping[str, Any] | Non
 def plan(binding: Mapping[str, Any], *, namespace: str, service: Mapping[str, Any] | None = None,
          service_error: str | None = None, secret_found: bool = False, workloads: Sequence[Mapping[str, Any]] = (),
          workloads_error: str | None = None, mappings: Sequence[Mapping[str, Any]] = (),
-         deleting: bool = False) -> dict[str, Any]:
+         mappings_error: str | None = None, deleting: bool = False) -> dict[str, Any]:
     """Everything one reconcile of a ServiceBinding does, as data.
 
     `workloads` are all objects of spec.workload's kind in the namespace (so those that stopped
     matching are unbound too). Returns ``{secret, changes, conditions, binding, events}``:
     `changes` lists ``{apiVersion, kind, name, patch}`` to apply; `conditions` are Ready,
     ServiceAvailable and WorkloadProjected. A binding being deleted, refused or without a Secret
-    leaves every bound workload as it is, except that deletion removes its projection."""
+    leaves every bound workload as it is, except that deletion removes its projection.
+    `mappings_error` says the kind's ClusterWorkloadResourceMapping could not be read (an
+    operator without cluster-wide rights): the built-in mapping is used, and
+    WorkloadProjected's message says so."""
     spec = binding.get("spec") or {}
     name = binding_name(binding)
     refusal = _ref_namespace_problem(binding, namespace)
@@ -700,6 +703,9 @@ def plan(binding: Mapping[str, Any], *, namespace: str, service: Mapping[str, An
         else:
             workload_condition = _condition("WorkloadProjected", True, "WorkloadProjected",
                                             f"projected into {what} {', '.join(bound)}")
+        if mappings_error:
+            workload_condition["message"] += (f"; the ClusterWorkloadResourceMapping of {ref.get('kind')} could "
+                                              f"not be read ({mappings_error}), so the built-in mapping was used")
     if svc["ok"] and workload_condition["status"] == "True":
         ready = _condition("Ready", True, "ServiceBound", workload_condition["message"])
     elif not svc["ok"]:
@@ -743,7 +749,7 @@ def servicebinding_plan(binding: Mapping[str, Any], facts: Mapping[str, Any]) ->
                service=facts.get("service") or None, service_error=facts.get("service_error") or None,
                secret_found=bool(facts.get("secret_found")), workloads=facts.get("workloads") or [],
                workloads_error=facts.get("workloads_error") or None, mappings=facts.get("mappings") or [],
-               deleting=bool(facts.get("deleting")))
+               mappings_error=facts.get("mappings_error") or None, deleting=bool(facts.get("deleting")))
     out["events"] = [] if facts.get("deleting") else transitions(binding.get("status"), out["conditions"])
     return out
 
@@ -762,6 +768,23 @@ def servicebinding_secret_name(binding: Mapping[str, Any], service: Mapping[str,
     return str(resolve_service(binding, service or None)["secret"] or "")
 
 
+def servicebinding_read_error(result: Mapping[str, Any]) -> str:
+    """Why a `kubernetes.core.k8s_info` read registered with ``failed_when: false`` failed, in a
+    line (the apiserver's own message, without the HTTP headers the exception carries), or ""
+    when it read (found or not) or was skipped."""
+    if not isinstance(result, Mapping) or result.get("skipped") or "resources" in result:
+        return ""
+    msg = str(result.get("msg") or "the read failed")
+    body = msg.partition("HTTP response body:")[2].strip()
+    try:
+        decoded = json.loads(body.splitlines()[0].rstrip("'\"")) if body else None
+    except ValueError:
+        decoded = None
+    if isinstance(decoded, Mapping) and decoded.get("message"):
+        return f"{decoded.get('code', '')} {decoded.get('reason', '')}: {decoded['message']}".strip(" :")
+    return " ".join(msg.replace("Exception '", "").split("HTTP response headers")[0].split())[:300]
+
+
 class FilterModule:
     def filters(self) -> dict[str, Any]:
         return {
@@ -769,4 +792,5 @@ class FilterModule:
             "servicebinding_projection": servicebinding_projection,
             "servicebinding_mapping_name": servicebinding_mapping_name,
             "servicebinding_secret_name": servicebinding_secret_name,
+            "servicebinding_read_error": servicebinding_read_error,
         }
