@@ -6,7 +6,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from tests.support import ROOT, Cluster, OperatorProcess, example_manifest, wait_for
+from tests.e2e.test_servicebinding import wait_ready
+from tests.support import ROOT, Cluster, OperatorProcess, example_manifest, service_account_cluster, wait_for
 
 SYSTEM_NS = "playbook-operator-system"
 
@@ -23,27 +24,11 @@ def test_manifests_pass_server_side_validation(cluster: Cluster, crds: None) -> 
     assert "example.examples.playbook-operator.io/hello" in samples
 
 
-def service_account_kubeconfig(cluster: Cluster, path: Path) -> Path:
-    token = cluster.kubectl("create", "token", "playbook-operator", "-n", SYSTEM_NS, "--duration=1h").stdout.strip()
-    admin = json.loads(cluster.kubectl("config", "view", "--raw", "--minify", "-o", "json").stdout)
-    cluster_entry = admin["clusters"][0]
-    config = {
-        "apiVersion": "v1", "kind": "Config",
-        "clusters": [cluster_entry],
-        "users": [{"name": "operator", "user": {"token": token}}],
-        "contexts": [{"name": "operator", "context": {"cluster": cluster_entry["name"], "user": "operator"}}],
-        "current-context": "operator",
-    }
-    path.write_text(json.dumps(config))
-    return path
-
-
 def test_operator_works_as_its_service_account(cluster: Cluster, crds: None, namespace: str,
                                                tmp_path: Path) -> None:
     cluster.kubectl("apply", "-f", str(ROOT / "deploy" / "manager" / "namespace.yaml"))
     cluster.kubectl("apply", "-k", str(ROOT / "deploy" / "rbac"))
-    kubeconfig = service_account_kubeconfig(cluster, tmp_path / "sa.kubeconfig")
-    as_operator = Cluster(kubeconfig=kubeconfig, local_name=None)
+    as_operator = service_account_cluster(cluster, "playbook-operator", SYSTEM_NS, tmp_path / "sa.kubeconfig")
     # The account is really limited: it reads Secrets (ServiceBindings project them) but cannot
     # write one, nor read what no role needs.
     for denied in (as_operator.kubectl("create", "secret", "generic", "x", "-n", namespace, check=False),
@@ -82,6 +67,8 @@ def test_operator_works_as_its_service_account(cluster: Cluster, crds: None, nam
                        for v in web.get("spec", {}).get("template", {}).get("spec", {}).get("volumes") or [])
 
         wait_for(bound, what="the Deployment bound by the ServiceAccount", timeout=90)
+        # The whole run succeeds, its Events and status included, not only the patch.
+        wait_ready(cluster, namespace, "rbac", timeout=90)
         op.assert_alive()
         assert "forbidden" not in op.log().lower(), op.log()[-3000:]
     finally:
