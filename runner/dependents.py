@@ -13,6 +13,12 @@ a change to a matching object of that kind reconciles it. That is how a role tha
 objects it does not own (a Secret it projects, workloads it selects, a service that does not
 exist yet) sees them change, without writing anything onto them.
 
+A run's reads are known only once it ends, so a change made while it ran would reach no
+reader. Changes are therefore kept for a while (`CHANGE_MEMORY`), and when a run's reads are
+registered, a change to something it read since it started, or a (re)list of a kind it read
+since it started, reconciles it again; so does every (re)list for the owners that read its
+kind (something may have gone while nothing watched), as an informer's initial list does.
+
 An operator limited to some namespaces (WATCH_NAMESPACE) watches namespaced kinds only there
 (`watch_scopes`), and every watch is first cleared with a SelfSubjectAccessReview: a kind the
 operator may not list and watch (a cluster-scoped one, for an operator that holds only Roles)
@@ -27,6 +33,8 @@ import hashlib
 import json
 import logging
 import threading
+import time
+from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -210,6 +218,21 @@ NOT_DEPENDED_ON = frozenset({("v1", "Event"), ("events.k8s.io/v1", "Event")})
 # without a restart, and no refused request is ever sent).
 REVIEW_PERIOD = 300.0
 MAX_DELAY = 60.0
+# How long changes are kept for the runs that were going on meanwhile; a run that started
+# earlier than that is reconciled again, as nobody can say what it missed.
+CHANGE_MEMORY = 600.0
+
+
+@dataclass(frozen=True)
+class Change:
+    """A change a watch saw: when (monotonic), to which object, and whether more than its
+    status and bookkeeping changed (what a reader that found it in a list depends on)."""
+
+    at: float
+    api_version: str
+    kind: str
+    obj: Mapping[str, Any]
+    whole: bool
 
 
 class DependentWatches:
@@ -229,11 +252,20 @@ class DependentWatches:
         self._reads: dict[OwnerKey, frozenset[ReadInterest]] = {}
         # The fingerprint of each object readers were last told about, by uid.
         self._seen: dict[str, str] = {}
+        # Recent changes (CHANGE_MEMORY), when each scope was last listed, and the fingerprint
+        # of each object the watches last saw, by uid: what a run that just ended may have missed.
+        self._changes: deque[Change] = deque()
+        self._listed: dict[WatchScope, float] = {}
+        self._fingerprints: dict[str, str] = {}
+        self.clock: Callable[[], float] = time.monotonic
         self._lock = threading.Lock()
         self._stopped = threading.Event()
 
-    def ensure(self, kinds: Iterable[DependentKind], owner: OwnerKey | None = None) -> None:
-        """Watch these kinds; with an `owner`, its reads among them replace those of its last run."""
+    def ensure(self, kinds: Iterable[DependentKind], owner: OwnerKey | None = None,
+               started: float | None = None) -> None:
+        """Watch these kinds; with an `owner`, its reads among them replace those of its last run.
+        With the run's start (`clock` time), the owner is reconciled again if something it read
+        changed while it ran."""
         kinds = list(kinds)
         if owner is not None:
             reads = frozenset(k for k in kinds if isinstance(k, ReadInterest))
@@ -242,6 +274,8 @@ class DependentWatches:
                     self._reads[owner] = reads
                 else:
                     self._reads.pop(owner, None)
+            if reads and started is not None and self.missed(reads, started):
+                self.loop.call_soon_threadsafe(self.notify, owner)
         for dep in kinds:
             if (dep.api_version, dep.kind) in NOT_DEPENDED_ON:
                 continue
@@ -294,6 +328,56 @@ class DependentWatches:
                     self._seen[uid] = new
         return owners + named + listed
 
+    def missed(self, reads: Iterable[ReadInterest], started: float) -> bool:
+        """Whether a run that started at `started` and read `reads` may have missed a change:
+        one came since to an object it read, a kind it read was (re)listed since, or it started
+        before the changes kept."""
+        now = self.clock()
+        with self._lock:
+            while self._changes and self._changes[0].at < now - CHANGE_MEMORY:
+                self._changes.popleft()
+            changes = [c for c in self._changes if c.at >= started]
+            listed = dict(self._listed)
+        if started < now - CHANGE_MEMORY:
+            return True
+        for read in reads:
+            if any(listed.get(scope, started) > started for scope in watch_scopes(read, self.namespaces)):
+                return True
+            if any(c.api_version == read.api_version and c.kind == read.kind and (read.name or c.whole)
+                   and read.matches(c.obj) for c in changes):
+                return True
+        return False
+
+    def record(self, scope: WatchScope, event: str, obj: Mapping[str, Any]) -> None:
+        """Keep a change a watch saw, for the runs going on meanwhile (see `missed`)."""
+        meta = obj.get("metadata") or {}
+        uid = str(meta.get("uid") or "")
+        new = fingerprint(obj)
+        with self._lock:
+            whole = event != "MODIFIED" or self._fingerprints.get(uid) != new
+            if event == "DELETED":
+                self._fingerprints.pop(uid, None)
+            elif uid:
+                self._fingerprints[uid] = new
+            self._changes.append(Change(self.clock(), scope.api_version, scope.kind, {
+                "metadata": {k: meta.get(k) for k in ("namespace", "name", "labels")}}, whole))
+
+    def listed(self, scope: WatchScope, items: Iterable[Mapping[str, Any]]) -> list[OwnerKey]:
+        """A scope was (re)listed: note when, and return whom to reconcile, as an informer's
+        list does: the owners of what is there, and every owner that read this kind there
+        (what it read may have gone while nothing watched)."""
+        with self._lock:
+            self._listed[scope] = self.clock()
+            reads = dict(self._reads)
+        owners: list[OwnerKey] = []
+        for item in items:
+            owners += [o for o in self.interested(item, scope, "ADDED") if o not in owners]
+        for owner, rs in reads.items():
+            if owner not in owners and any(r.api_version == scope.api_version and r.kind == scope.kind
+                                           and scope in watch_scopes(r, self.namespaces) for r in rs):
+                owners.append(owner)
+        return owners
+
     def stop(self) -> None:
         self._stopped.set()
 
@@ -344,11 +428,8 @@ class DependentWatches:
                     reviewed = True
                 listing = resource.get(namespace=namespace)
                 version = listing.metadata.resourceVersion
-                # What exists may have changed between its run and this watch: its owners run once
-                # more (as an informer's initial list does for the SDK).
-                for item in listing.to_dict().get("items") or []:
-                    for owner in self.interested(item, scope, "ADDED"):
-                        self.loop.call_soon_threadsafe(self.notify, owner)
+                for owner in self.listed(scope, listing.to_dict().get("items") or []):
+                    self.loop.call_soon_threadsafe(self.notify, owner)
                 while not self._stopped.is_set():
                     stream = api.watch(  # type: ignore[no-untyped-call]
                         resource, namespace=namespace, resource_version=version, timeout=300,
@@ -357,6 +438,7 @@ class DependentWatches:
                         obj = event["raw_object"]
                         version = obj.get("metadata", {}).get("resourceVersion", version)
                         if event["type"] in ("MODIFIED", "DELETED", "ADDED"):
+                            self.record(scope, event["type"], obj)
                             for owner in self.interested(obj, scope, event["type"]):
                                 self.loop.call_soon_threadsafe(self.notify, owner)
                         if self._stopped.is_set():

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -82,13 +83,14 @@ class WatchController:
         meta = obj["metadata"]
         return OwnerKey(self.watch.group, self.watch.kind, meta.get("namespace") or "", meta["name"])
 
-    def _watch_dependents(self, obj: Mapping[str, Any], kinds: frozenset[DependentKind]) -> None:
+    def _watch_dependents(self, obj: Mapping[str, Any], kinds: frozenset[DependentKind], started: float) -> None:
         w = self.watch
         if self.dependents is None or not w.watch_dependent_resources:
             return
         blocked = {(b.api_version, b.kind) for b in w.blacklist}
         self.dependents.ensure((k for k in kinds if (k.api_version, k.kind) not in blocked
-                                and (k.namespaced or w.watch_cluster_scoped_resources)), owner=self.owner_key(obj))
+                                and (k.namespaced or w.watch_cluster_scoped_resources)), owner=self.owner_key(obj),
+                               started=started)
 
     async def on_event(self, event: Mapping[str, Any], resource: Any) -> None:
         obj = event.get("object") or {}
@@ -113,6 +115,7 @@ class WatchController:
 
     async def _handle(self, key: str, obj: dict[str, Any]) -> Result:
         assert self.ref is not None
+        started = time.monotonic()  # what the run reads may change before its reads are known
         outcome = await self.reconciler.reconcile(self.watch, self.ref, obj)
         if not outcome.skipped:
             meta = obj["metadata"]
@@ -125,7 +128,7 @@ class WatchController:
                                        "name": meta["name"], "result": result,
                                        "duration": round(outcome.duration, 3), "changed": outcome.changed}})
             self._count(outcome)
-            self._watch_dependents(obj, outcome.dependents)
+            self._watch_dependents(obj, outcome.dependents, started)
         requeue = outcome.requeue_after  # the requeue_after module, else the (annotated) reconcilePeriod
         return Result(ok=outcome.ok, requeue_after=requeue if outcome.ok else None)
 
