@@ -4,6 +4,7 @@ status, manage its finalizer, post Events. Synchronous; callers run them in thre
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -16,6 +17,7 @@ from kubernetes.client.exceptions import ApiException
 from runner.status import now
 
 JSON_PATCH = "application/json-patch+json"
+log = logging.getLogger("playbook_operator.kube")
 
 
 @dataclass(frozen=True)
@@ -139,7 +141,14 @@ class Kube:
         return _as_dict(out)
 
     def event(self, obj: Mapping[str, Any], *, type_: str, reason: str, message: str) -> None:
-        self._events.record(obj, type_=type_, reason=reason, message=message)
+        """Post an Event. An Event is a note, not state: one the apiserver refuses (a namespace
+        being deleted, no right to post) is logged, and the reconcile goes on as it would have."""
+        try:
+            self._events.record(obj, type_=type_, reason=reason, message=message)
+        except ApiException as err:
+            meta = obj.get("metadata") or {}
+            log.warning("could not post Event %s on %s/%s: %s", reason, meta.get("namespace", ""), meta.get("name"),
+                        err.reason)
 
 
 def _as_dict(obj: object) -> dict[str, Any]:
