@@ -4,6 +4,7 @@ status, manage its finalizer, post Events. Synchronous; callers run them in thre
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 from collections.abc import Callable, Mapping
@@ -148,7 +149,16 @@ class Kube:
         except ApiException as err:
             meta = obj.get("metadata") or {}
             log.warning("could not post Event %s on %s/%s: %s", reason, meta.get("namespace", ""), meta.get("name"),
-                        err.reason)
+                        api_message(err))
+
+
+def api_message(err: ApiException) -> str:
+    """The apiserver's own words for a refused request (its Status message), else the reason."""
+    try:
+        message = json.loads(err.body or "").get("message")
+    except (ValueError, AttributeError):
+        message = None
+    return str(message or err.reason)
 
 
 def _as_dict(obj: object) -> dict[str, Any]:

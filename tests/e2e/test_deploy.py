@@ -70,6 +70,10 @@ def test_operator_works_as_its_service_account(cluster: Cluster, crds: None, nam
         # The whole run succeeds, its Events and status included, not only the patch.
         wait_ready(cluster, namespace, "rbac", timeout=90)
         op.assert_alive()
-        assert "forbidden" not in op.log().lower(), op.log()[-3000:]
+        # Nothing refused for want of rights (objects left in namespaces other tests are deleting
+        # may be refused for that, which is no RBAC matter).
+        refused = [line for line in op.log().lower().splitlines()
+                   if "forbidden" in line and "being terminated" not in line]
+        assert refused == [], op.log()[-3000:]
     finally:
         op.stop()

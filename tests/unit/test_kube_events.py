@@ -22,7 +22,10 @@ class RefusingCore:
     def __getattr__(self, name: str) -> Any:
         def refuse(*args: Any, **kwargs: Any) -> Any:
             self.calls += 1
-            raise ApiException(status=403, reason="Forbidden")
+            err = ApiException(status=403, reason="Forbidden")
+            err.body = ('{"kind":"Status","message":"events \\"pg.\\" is forbidden: unable to create new content '
+                        'in namespace t-1 because it is being terminated","reason":"Forbidden","code":403}')
+            raise err
         return refuse
 
 
@@ -33,4 +36,5 @@ def test_a_refused_event_is_logged_and_the_reconcile_goes_on(caplog: pytest.LogC
     with caplog.at_level(logging.WARNING, logger="playbook_operator.kube"):
         kube.event(BINDING, type_="Warning", reason="ReconcileFailed", message="boom")
     assert core.calls >= 1
-    assert "could not post Event ReconcileFailed on t-1/pg: Forbidden" in caplog.text
+    assert ('could not post Event ReconcileFailed on t-1/pg: events "pg." is forbidden: unable to create new '
+            'content in namespace t-1 because it is being terminated') in caplog.text
