@@ -76,6 +76,15 @@ def apply_samples(cluster: Cluster, *names: str) -> None:
         cluster.kubectl("apply", "-n", "default", "-f", str(SAMPLES / name))
 
 
+def dry_run(cluster: Cluster, command: str) -> str:
+    """A README dry run's output, once it has succeeded and changed nothing in the cluster."""
+    before = snapshot(cluster)
+    proc = run(cluster, command)
+    assert proc.returncode == 0, command + "\n" + proc.stdout[-4000:] + proc.stderr[-2000:]
+    assert snapshot(cluster) == before
+    return proc.stdout
+
+
 def changed_items(output: str) -> int:
     return output.count("changed: [localhost] => (item=")
 
@@ -84,10 +93,7 @@ def changed_items(output: str) -> int:
 
 
 def test_podset_playbook_dry_run_of_a_new_podset(cluster: Cluster, samples_absent: None) -> None:
-    before = snapshot(cluster)
-    proc = run(cluster, PODSET_PLAYBOOK)
-    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
-    out = proc.stdout
+    out = dry_run(cluster, PODSET_PLAYBOOK)
     assert "TASK [podset : Record a new revision of the pod template]" in out
     assert "TASK [podset : Create the missing pods from the template]" in out
     assert changed_items(out.split("Create the missing pods from the template]")[1].split("TASK [")[0]) == 3, out
@@ -95,55 +101,40 @@ def test_podset_playbook_dry_run_of_a_new_podset(cluster: Cluster, samples_absen
     assert STAND_IN_UID in out
     assert '"namespace": "default"' in out
     assert "TASK [podset : Report replica counts" in out and '"selector": "app=web"' in out
-    assert snapshot(cluster) == before
 
 
 def test_podset_reconcile_dry_run_of_a_new_podset(cluster: Cluster, samples_absent: None) -> None:
-    before = snapshot(cluster)
-    proc = run(cluster, PODSET_CLI)
-    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
-    out = proc.stdout
+    out = dry_run(cluster, PODSET_CLI)
     for task in ("Record a new revision of the pod template", "Create the missing pods from the template",
                  "Report replica counts, revisions, the selector for the scale subresource, and conditions"):
         assert f"changed  {task}" in out, out
     assert STAND_IN_UID in out
     assert "check mode: nothing was changed" in out
-    assert snapshot(cluster) == before
 
 
 def test_servicebinding_dry_run_of_a_new_binding_shows_the_projection(cluster: Cluster, samples_absent: None) -> None:
     # What it binds exists; the binding does not yet.
     apply_samples(cluster, "servicebinding-service.yaml", "podset.yaml")
-    before = snapshot(cluster)
-    proc = run(cluster, BINDING_CLI)
-    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
-    out = proc.stdout
+    out = dry_run(cluster, BINDING_CLI)
     assert "changed  Patch, guarded by what it replaces, the workload PodSet web" in out, out
     assert "changed  Report the projected Secret and the conditions" in out
     # The projection: the Secret by reference, the env variable, and the status it would report.
     assert "sample-db" in out and "DB_PASSWORD" in out and "not-a-real-password" not in out
     assert "servicebinding-" + STAND_IN_UID in out
     assert "check mode: nothing was changed" in out
-    assert snapshot(cluster) == before
 
 
 def test_servicebinding_dry_run_with_nothing_to_bind_reports_what_is_missing(cluster: Cluster,
                                                                              samples_absent: None) -> None:
-    before = snapshot(cluster)
-    proc = run(cluster, BINDING_CLI)
-    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
-    assert "changed  Report the projected Secret and the conditions" in proc.stdout
-    assert "SecretNotFound" in proc.stdout
-    assert snapshot(cluster) == before
+    out = dry_run(cluster, BINDING_CLI)
+    assert "changed  Report the projected Secret and the conditions" in out
+    assert "SecretNotFound" in out
 
 
 def test_example_dry_run_of_a_new_example(cluster: Cluster, samples_absent: None) -> None:
-    before = snapshot(cluster)
-    proc = run(cluster, EXAMPLE_CLI)
-    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
-    assert "changed  Keep the ConfigMap in step with spec.data" in proc.stdout
-    assert "greeting: hello" in proc.stdout
-    assert snapshot(cluster) == before
+    out = dry_run(cluster, EXAMPLE_CLI)
+    assert "changed  Keep the ConfigMap in step with spec.data" in out
+    assert "greeting: hello" in out
 
 
 def test_the_playbook_without_check_refuses_a_new_object_with_what_to_do(cluster: Cluster,
@@ -161,16 +152,11 @@ def test_the_playbook_without_check_refuses_a_new_object_with_what_to_do(cluster
 def test_dry_runs_of_applied_samples_show_the_next_reconcile(cluster: Cluster, samples_absent: None) -> None:
     apply_samples(cluster, "servicebinding-service.yaml", "podset.yaml", "servicebinding.yaml", "example.yaml")
     uid = cluster.kubectl("get", "podset", "web", "-n", "default", "-o", "jsonpath={.metadata.uid}").stdout
-    before = snapshot(cluster)
 
-    play = run(cluster, PODSET_PLAYBOOK)
-    assert play.returncode == 0, play.stdout[-4000:] + play.stderr[-2000:]
-    assert changed_items(play.stdout.split("Create the missing pods from the template]")[1].split("TASK [")[0]) == 3
-    assert uid in play.stdout and STAND_IN_UID not in play.stdout
-
+    play = dry_run(cluster, PODSET_PLAYBOOK)
+    assert changed_items(play.split("Create the missing pods from the template]")[1].split("TASK [")[0]) == 3
+    assert uid in play and STAND_IN_UID not in play
     for command in (PODSET_CLI, BINDING_CLI, EXAMPLE_CLI):
-        proc = run(cluster, command)
-        assert proc.returncode == 0, command + "\n" + proc.stdout[-4000:] + proc.stderr[-2000:]
-        assert "check mode: nothing was changed" in proc.stdout
-        assert STAND_IN_UID not in proc.stdout
-    assert snapshot(cluster) == before
+        out = dry_run(cluster, command)
+        assert "check mode: nothing was changed" in out
+        assert STAND_IN_UID not in out
