@@ -250,10 +250,8 @@ class DependentWatches:
         # Scopes started but not permitted (yet): the SelfSubjectAccessReview said no.
         self._refused: set[WatchScope] = set()
         self._reads: dict[OwnerKey, frozenset[ReadInterest]] = {}
-        # The fingerprint of each object readers were last told about, by uid.
-        self._seen: dict[str, str] = {}
         # Recent changes (CHANGE_MEMORY), when each scope was last listed, and the fingerprint
-        # of each object the watches last saw, by uid: what a run that just ended may have missed.
+        # of each object the watches last saw, by uid (what was more than a status change).
         self._changes: deque[Change] = deque()
         self._listed: dict[WatchScope, float] = {}
         self._fingerprints: dict[str, str] = {}
@@ -302,31 +300,38 @@ class DependentWatches:
         with self._lock:
             self._reads.pop(owner, None)
 
-    def interested(self, obj: Mapping[str, Any], dep: DependentKind, event: str = "ADDED") -> list[OwnerKey]:
+    def interested(self, obj: Mapping[str, Any], dep: DependentKind, event: str = "ADDED",
+                   whole: bool | None = None) -> list[OwnerKey]:
         """Everyone to reconcile for a change to `obj`: its owners; the owners that read it by
         name; and those that found it in a list, unless only its status or bookkeeping changed
-        since they were last told. A named object is depended on whole (a Provisioned Service
-        publishes its Secret in its status); a list is how a role finds a set of objects, and the
-        status writes that live objects see all the time would otherwise reconcile every role
-        that lists their kind."""
+        since the watches last saw it (`whole`, from `record`, else worked out here). A named
+        object is depended on whole (a Provisioned Service publishes its Secret in its status); a
+        list is how a role finds a set of objects, and the status writes that live objects see
+        all the time would otherwise reconcile every role that lists their kind."""
+        if whole is None:
+            whole = self._whole(obj, event)
         owners = owners_of(obj)
         with self._lock:
             reads = dict(self._reads)
         by_name = {o: frozenset(r for r in rs if r.name) for o, rs in reads.items()}
         by_list = {o: frozenset(r for r in rs if not r.name) for o, rs in reads.items()}
         named = [o for o in readers_of(obj, dep.api_version, dep.kind, by_name) if o not in owners]
-        listed = [o for o in readers_of(obj, dep.api_version, dep.kind, by_list) if o not in owners + named]
-        uid = str((obj.get("metadata") or {}).get("uid") or "")
-        if listed and uid:
-            with self._lock:
-                if event == "DELETED":
-                    self._seen.pop(uid, None)
-                else:
-                    new = fingerprint(obj)
-                    if event == "MODIFIED" and self._seen.get(uid) == new:
-                        listed = []
-                    self._seen[uid] = new
+        listed = [o for o in readers_of(obj, dep.api_version, dep.kind, by_list) if o not in owners + named] \
+            if whole else []
         return owners + named + listed
+
+    def _whole(self, obj: Mapping[str, Any], event: str) -> bool:
+        """Whether more than an object's status and bookkeeping changed since the watches last saw
+        it (always, for one added or deleted); notes what they saw, by uid."""
+        uid = str((obj.get("metadata") or {}).get("uid") or "")
+        new = fingerprint(obj)
+        with self._lock:
+            whole = event != "MODIFIED" or not uid or self._fingerprints.get(uid) != new
+            if event == "DELETED":
+                self._fingerprints.pop(uid, None)
+            elif uid:
+                self._fingerprints[uid] = new
+        return whole
 
     def missed(self, reads: Iterable[ReadInterest], started: float) -> bool:
         """Whether a run that started at `started` and read `reads` may have missed a change:
@@ -348,19 +353,15 @@ class DependentWatches:
                 return True
         return False
 
-    def record(self, scope: WatchScope, event: str, obj: Mapping[str, Any]) -> None:
-        """Keep a change a watch saw, for the runs going on meanwhile (see `missed`)."""
+    def record(self, scope: WatchScope, event: str, obj: Mapping[str, Any]) -> bool:
+        """Keep a change a watch saw, for the runs going on meanwhile (see `missed`); returns
+        whether more than its status changed, for `interested`."""
         meta = obj.get("metadata") or {}
-        uid = str(meta.get("uid") or "")
-        new = fingerprint(obj)
+        whole = self._whole(obj, event)
         with self._lock:
-            whole = event != "MODIFIED" or self._fingerprints.get(uid) != new
-            if event == "DELETED":
-                self._fingerprints.pop(uid, None)
-            elif uid:
-                self._fingerprints[uid] = new
             self._changes.append(Change(self.clock(), scope.api_version, scope.kind, {
                 "metadata": {k: meta.get(k) for k in ("namespace", "name", "labels")}}, whole))
+        return whole
 
     def listed(self, scope: WatchScope, items: Iterable[Mapping[str, Any]]) -> list[OwnerKey]:
         """A scope was (re)listed: note when, and return whom to reconcile, as an informer's
@@ -438,8 +439,8 @@ class DependentWatches:
                         obj = event["raw_object"]
                         version = obj.get("metadata", {}).get("resourceVersion", version)
                         if event["type"] in ("MODIFIED", "DELETED", "ADDED"):
-                            self.record(scope, event["type"], obj)
-                            for owner in self.interested(obj, scope, event["type"]):
+                            whole = self.record(scope, event["type"], obj)
+                            for owner in self.interested(obj, scope, event["type"], whole):
                                 self.loop.call_soon_threadsafe(self.notify, owner)
                         if self._stopped.is_set():
                             return
