@@ -237,7 +237,7 @@ def _reconcile_once(args: argparse.Namespace, watches: list[Watch]) -> int:
     docs = [d for d in yaml.safe_load_all(Path(args.filename).read_text()) if isinstance(d, dict)]
     # The file's first document of a watched kind (a file may carry what the object needs too).
     found = next(((d, w) for d in docs for w in watches
-                  if (w.group, w.version, w.kind) == (*_group_version(d), d.get("kind"))), None)
+                  if (w.api_version, w.kind) == (d.get("apiVersion"), d.get("kind"))), None)
     if found is None:
         kinds = ", ".join(f"{d.get('apiVersion', '')} {d.get('kind', '')}" for d in docs) or "nothing"
         print(f"playbook-operator: {args.filename} holds no kind {args.watches_file} watches (it holds {kinds})",
@@ -289,11 +289,6 @@ def _reconcile_once(args: argparse.Namespace, watches: list[Watch]) -> int:
         print(f"  failed: {failed.task}: {failed.message}", file=sys.stderr)
     print(f"artifacts: {result.artifact_dir}")
     return 0 if result.successful else 1
-
-
-def _group_version(obj: dict[str, Any]) -> tuple[str, str]:
-    group, _, version = str(obj.get("apiVersion") or "").rpartition("/")
-    return group, version
 
 
 def _print_diff(diff: Any) -> None:
