@@ -32,6 +32,7 @@ from typing import Any
 from bench import measure, profile, report, scenarios, systems
 from bench.kube import USER_AGENT, Kube
 from bench.progress import Progress
+from hack import devkit
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -52,7 +53,7 @@ def machine() -> dict[str, Any]:
 
 
 def versions(sys_objs: dict[str, systems.System]) -> dict[str, str]:
-    env = systems.versions_env()
+    env = devkit.versions()
     out = {key: obj.version() for key, obj in sys_objs.items()}
     out.update({"kubernetes": env["KUBE_VERSION"], "etcd": env["ETCD_VERSION"], "kwok": env["KWOK_VERSION"],
                 "sdk_ansible_operator": env["SDK_ANSIBLE_OPERATOR_VERSION"]})
@@ -60,7 +61,7 @@ def versions(sys_objs: dict[str, systems.System]) -> dict[str, str]:
     for package in ("ansible-core", "ansible-runner", "kubernetes", "kopf"):
         with contextlib.suppress(PackageNotFoundError):
             out[f"ours_{package.replace('-', '_')}"] = version(package)
-    sdk_py = systems.cache_dir() / "sdk" / env["SDK_ANSIBLE_OPERATOR_VERSION"] / "venv" / "bin" / "python"
+    sdk_py = devkit.cache_dir() / "sdk" / env["SDK_ANSIBLE_OPERATOR_VERSION"] / "venv" / "bin" / "python"
     if sdk_py.exists():
         probe = ("from importlib.metadata import version as v; "
                  "print(v('ansible-core'), v('ansible-runner'), v('kubernetes'))")

@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -22,6 +21,7 @@ from typing import Any
 import yaml
 
 from bench import measure
+from hack.devkit import cache_dir, free_port, port_in_use, versions
 
 ROOT = Path(__file__).resolve().parent.parent
 ADMIN_USER = "kubernetes-admin"
@@ -55,17 +55,6 @@ SDK_NOTES = [
 ]
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def port_in_use(port: int) -> bool:
-    with socket.socket() as s:
-        return s.connect_ex(("127.0.0.1", port)) == 0
-
-
 def require_sdk_ports_free() -> None:
     """Fail early when a port the SDK's operator cannot move is taken (checked by both operators,
     so a run stops before it spends time on playbook-operator's scenarios)."""
@@ -73,19 +62,6 @@ def require_sdk_ports_free() -> None:
         if port_in_use(port):
             raise RuntimeError(f"127.0.0.1:{port} is taken: ansible-operator needs it (the proxy its runs "
                                "reach the apiserver through, and its fixed user-metrics API)")
-
-
-def cache_dir() -> Path:
-    return Path(os.environ.get("PLAYBOOK_OPERATOR_CACHE", Path.home() / ".cache" / "playbook-operator"))
-
-
-def versions_env() -> dict[str, str]:
-    out = {}
-    for line in (ROOT / "hack" / "versions.env").read_text().splitlines():
-        if "=" in line and not line.startswith("#"):
-            key, value = line.strip().split("=", 1)
-            out[key] = value
-    return out
 
 
 def podset_watch_file(path: Path) -> Path:
@@ -192,7 +168,7 @@ class Ours(System):
 
 class Sdk(System):
     def sdk_dir(self) -> Path:
-        return cache_dir() / "sdk" / versions_env()["SDK_ANSIBLE_OPERATOR_VERSION"]
+        return cache_dir() / "sdk" / versions()["SDK_ANSIBLE_OPERATOR_VERSION"]
 
     def start(self) -> None:
         sdk = self.sdk_dir()
@@ -225,7 +201,7 @@ class Sdk(System):
     def version(self) -> str:
         binary = self.sdk_dir() / "bin" / "ansible-operator"
         out = subprocess.run([str(binary), "version"], capture_output=True, text=True)
-        return out.stdout.strip() or versions_env()["SDK_ANSIBLE_OPERATOR_VERSION"]
+        return out.stdout.strip() or versions()["SDK_ANSIBLE_OPERATOR_VERSION"]
 
 
 class Native(System):
@@ -256,7 +232,7 @@ class Native(System):
         return None
 
     def version(self) -> str:
-        return f"kube-controller-manager {versions_env()['KUBE_VERSION']}"
+        return f"kube-controller-manager {versions()['KUBE_VERSION']}"
 
 
 def make(key: str, workdir: Path, kubeconfig: Path, source: Path = ROOT) -> System:

@@ -19,7 +19,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import ssl
 import subprocess
 import sys
@@ -28,28 +27,12 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+from devkit import cache_dir, free_port, kube_bin_dir, pid_alive, port_in_use
+
 HACK = Path(__file__).resolve().parent
 DEFAULT_NAME = "playbook-operator"
 START_ATTEMPTS = 3
 READY_TIMEOUT = 90.0
-
-
-def versions() -> dict[str, str]:
-    out = {}
-    for line in (HACK / "versions.env").read_text().splitlines():
-        line = line.strip()
-        if line and not line.startswith("#") and "=" in line:
-            key, value = line.split("=", 1)
-            out[key] = value
-    return out
-
-
-def cache_dir() -> Path:
-    return Path(os.environ.get("PLAYBOOK_OPERATOR_CACHE", Path.home() / ".cache" / "playbook-operator"))
-
-
-def bin_dir() -> Path:
-    return cache_dir() / "bin" / versions()["KUBE_VERSION"]
 
 
 def data_dir(name: str) -> Path:
@@ -58,17 +41,6 @@ def data_dir(name: str) -> Path:
 
 class ClusterError(Exception):
     pass
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def port_in_use(port: int) -> bool:
-    with socket.socket() as s:
-        return s.connect_ex(("127.0.0.1", port)) == 0
 
 
 # ---------------------------------------------------------------- certificates
@@ -158,7 +130,7 @@ class Cluster:
     def __init__(self, name: str) -> None:
         self.name = name
         self.dir = data_dir(name)
-        self.bin = bin_dir()
+        self.bin = kube_bin_dir()
         self.pki = self.dir / "pki"
         self.logs = self.dir / "logs"
         self.kubeconfig = self.dir / "kubeconfig"
@@ -393,21 +365,6 @@ class Cluster:
                 print(f"cluster {self.name!r} stopped ({len(pids)} processes)", file=sys.stderr)
         elif not quiet:
             print(f"cluster {self.name!r} is not running", file=sys.stderr)
-
-
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # A zombie child still answers kill(0); treat it as gone.
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().split(")")[-1].split()[0] != "Z"
-    except OSError:
-        return False
 
 
 def signal_group(pid: int, sig: int) -> None:

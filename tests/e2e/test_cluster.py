@@ -10,10 +10,8 @@ import uuid
 
 import pytest
 
-from tests.support import ROOT, Cluster, kube_bin, wait_for
-
-VERSIONS = dict(line.split("=", 1) for line in (ROOT / "hack" / "versions.env").read_text().splitlines()
-                if "=" in line and not line.startswith("#"))
+from hack.devkit import kube_bin_dir, versions
+from tests.support import ROOT, Cluster, wait_for
 
 
 def test_nodes_are_ready(cluster: Cluster) -> None:
@@ -27,8 +25,8 @@ def test_server_reports_the_pinned_release(cluster: Cluster) -> None:
     if cluster.local_name is None:
         pytest.skip("only the local control plane is pinned")
     out = json.loads(cluster.kubectl("version", "-o", "json").stdout)
-    assert out["serverVersion"]["gitVersion"] == VERSIONS["KUBE_VERSION"]
-    assert out["clientVersion"]["gitVersion"] == VERSIONS["KUBE_VERSION"]
+    assert out["serverVersion"]["gitVersion"] == versions()["KUBE_VERSION"]
+    assert out["clientVersion"]["gitVersion"] == versions()["KUBE_VERSION"]
 
 
 def test_pods_are_scheduled_and_become_ready(cluster: Cluster, namespace: str) -> None:
@@ -89,7 +87,7 @@ def test_audit_log_records_writes(cluster: Cluster, namespace: str) -> None:
     wait_for(logged, what="the create to appear in the audit log")
 
 
-@pytest.mark.skipif(not (kube_bin() / "kube-apiserver").exists(), reason="control plane not built")
+@pytest.mark.skipif(not (kube_bin_dir() / "kube-apiserver").exists(), reason="control plane not built")
 def test_two_clusters_side_by_side(cluster: Cluster) -> None:
     if cluster.local_name is None:
         pytest.skip("needs the local control plane")
@@ -101,7 +99,7 @@ def test_two_clusters_side_by_side(cluster: Cluster) -> None:
         other = up.stdout.strip().splitlines()[-1]
         assert other != str(cluster.kubeconfig)
         env = {**os.environ, "KUBECONFIG": other}
-        nodes = subprocess.run([str(kube_bin() / "kubectl"), "get", "nodes", "-o", "name"], env=env,
+        nodes = subprocess.run([str(kube_bin_dir() / "kubectl"), "get", "nodes", "-o", "name"], env=env,
                                capture_output=True, text=True, check=True).stdout.split()
         assert nodes == ["node/kwok-node-0"]
         # The first cluster still answers, with its own three nodes.

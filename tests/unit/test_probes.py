@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import socket
-
 import aiohttp
 import pytest
 
+from hack.devkit import free_port
 from runner.metrics import Metrics
 from runner.probes import BindAddress, ProbeServer, parse_bind_address
 
@@ -85,9 +84,7 @@ async def test_a_taken_port_fails_the_start() -> None:
 
 
 async def test_one_explicit_address_serves_both() -> None:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     address = BindAddress("127.0.0.1", port)
     server = ProbeServer(metrics=Metrics(), metrics_address=address, health_address=address)
     await server.start()

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from hack.devkit import pid_alive
 from runner.warm import WarmAnsible
 from tests.support import wait_for
 
@@ -123,12 +124,4 @@ def test_servers_exit_when_closed(tmp_path: Path) -> None:
     assert pid
     w.close()
 
-    def gone() -> bool:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return True
-        # A zombie is gone as far as we are concerned.
-        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] == "Z"
-
-    wait_for(gone, what="the server to exit", timeout=10)
+    wait_for(lambda: not pid_alive(pid), what="the server to exit", timeout=10)
