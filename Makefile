@@ -66,7 +66,7 @@ test: venv build lint ## Lint, then unit and e2e tests (starts and stops a local
 
 .PHONY: unit
 unit: venv ## Unit tests only (no cluster)
-	$(PY) -m pytest tests/unit -q
+	$(PY) -m pytest -m unit -q
 
 .PHONY: molecule
 molecule: venv cluster-up ## Molecule scenarios (converge, idempotence, verify) on the local cluster

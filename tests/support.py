@@ -5,24 +5,18 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+from hack.devkit import free_port, kube_bin_dir
+
 ROOT = Path(__file__).resolve().parent.parent
 T = TypeVar("T")
-
-
-def kube_bin() -> Path:
-    versions = dict(line.split("=", 1) for line in (ROOT / "hack" / "versions.env").read_text().splitlines()
-                    if "=" in line and not line.startswith("#"))
-    cache = Path(os.environ.get("PLAYBOOK_OPERATOR_CACHE", Path.home() / ".cache" / "playbook-operator"))
-    return cache / "bin" / versions["KUBE_VERSION"]
 
 
 def example_manifest(name: str, data: dict[str, str], namespace: str | None = None) -> str:
@@ -58,7 +52,7 @@ class Cluster:
 
     @property
     def env(self) -> dict[str, str]:
-        kubectl_dir = kube_bin()
+        kubectl_dir = kube_bin_dir()
         path = f"{kubectl_dir}:{os.environ.get('PATH', '')}" if (kubectl_dir / "kubectl").exists() \
             else os.environ.get("PATH", "")
         return {**os.environ, "KUBECONFIG": str(self.kubeconfig), "PATH": path}
@@ -109,27 +103,33 @@ def service_account_cluster(cluster: Cluster, name: str, namespace: str, path: P
     return Cluster(kubeconfig=path, local_name=None)  # its audit log is read through `cluster`
 
 
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+def conditions_of(obj: Mapping[str, Any] | None) -> dict[str, dict[str, Any]]:
+    """An object's status conditions by type ({} for none, or for no object)."""
+    return {c["type"]: c for c in ((obj or {}).get("status") or {}).get("conditions") or []}
 
 
 class OperatorProcess:
     """`playbook-operator run` as a child process, its log in the test's tmp dir.
 
+    It watches `namespaces` (WATCH_NAMESPACE), or every namespace when that is None. Tests run side
+    by side on one cluster, so a cluster-wide operator would reconcile other tests' objects: only a
+    test marked `serial` may start one (see tests/conftest.py).
+
     Metrics and probes are served on free ports of 127.0.0.1 unless `args` names addresses:
     several operators run at once on one machine, and the SDK's default ports would collide.
     """
 
-    def __init__(self, cluster: Cluster, *, workdir: Path, watches: Path, args: list[str] | None = None,
-                 env: dict[str, str] | None = None) -> None:
+    def __init__(self, cluster: Cluster, *, workdir: Path, namespaces: Sequence[str] | None,
+                 watches: Path = ROOT / "watches.yaml", args: Sequence[str] = (),
+                 env: Mapping[str, str] | None = None) -> None:
         self.cluster = cluster
         self.workdir = workdir
         self.watches = watches
-        self.args = args or []
-        self.extra_env = env or {}
+        self.namespaces = list(namespaces) if namespaces is not None else None
+        self.args = list(args)
+        self.extra_env = dict(env or {})
+        if self.namespaces is not None:
+            self.extra_env["WATCH_NAMESPACE"] = ",".join(self.namespaces)
         self.log_path = workdir / "operator.log"
         self.proc: subprocess.Popen[bytes] | None = None
         self.metrics_address = self._address("--metrics-bind-address")
@@ -152,7 +152,11 @@ class OperatorProcess:
         return f"http://{host or '127.0.0.1'}:{port}{path}"
 
     def start(self) -> None:
+        if self.namespaces is None and os.environ.get("PYTEST_XDIST_WORKER"):
+            raise AssertionError("a cluster-wide operator would reconcile the objects of the tests beside it: "
+                                 "give it namespaces, or mark the test serial")
         exe = Path(sys.executable).parent / "playbook-operator"
+        self.workdir.mkdir(parents=True, exist_ok=True)
         self._log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
             [str(exe), "run", "--watches-file", str(self.watches),
@@ -177,3 +181,7 @@ class OperatorProcess:
             self.proc.wait()
         self._log.close()
         self.proc = None
+
+
+# The `start_operator` fixture's type (tests/conftest.py): keyword arguments, an OperatorProcess started.
+StartOperator = Callable[..., OperatorProcess]

@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.support import ROOT, Cluster, OperatorProcess, example_manifest, wait_for
+from tests.support import ROOT, Cluster, StartOperator, example_manifest, wait_for
 
 EXE = Path(sys.executable).parent / "playbook-operator"
 
@@ -44,24 +44,20 @@ def test_invalid_watches_file_exits_2_naming_entry_and_field(tmp_path: Path) -> 
     assert "entry 1" in proc.stderr and "reconcilePeriod" in proc.stderr
 
 
-def test_json_logs_one_line_per_reconcile(cluster: Cluster, crds: None, namespace: str, tmp_path: Path) -> None:
-    op = OperatorProcess(cluster, workdir=tmp_path, watches=ROOT / "watches.yaml", args=["--log-format", "json"])
-    op.start()
-    try:
-        cluster.apply(example_manifest("logged", {"k": "v"}), namespace)
+def test_json_logs_one_line_per_reconcile(cluster: Cluster, namespace: str, start_operator: StartOperator) -> None:
+    op = start_operator(args=["--log-format", "json"])
+    cluster.apply(example_manifest("logged", {"k": "v"}), namespace)
 
-        def reconcile_line() -> dict | None:
-            for line in op.log().splitlines():
-                try:
-                    entry = json.loads(line)
-                except ValueError:
-                    continue
-                if entry.get("name") == "logged" and entry.get("namespace") == namespace:
-                    return entry
-            return None
+    def reconcile_line() -> dict | None:
+        for line in op.log().splitlines():
+            try:
+                entry = json.loads(line)
+            except ValueError:
+                continue
+            if entry.get("name") == "logged" and entry.get("namespace") == namespace:
+                return entry
+        return None
 
-        entry = wait_for(reconcile_line, what="a JSON reconcile line", timeout=90)
-        assert entry["kind"] == "Example" and entry["result"] == "ok" and entry["changed"] == 1
-        assert isinstance(entry["duration"], float)
-    finally:
-        op.stop()
+    entry = wait_for(reconcile_line, what="a JSON reconcile line", timeout=90)
+    assert entry["kind"] == "Example" and entry["result"] == "ok" and entry["changed"] == 1
+    assert isinstance(entry["duration"], float)

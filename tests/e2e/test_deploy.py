@@ -6,8 +6,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from tests.e2e.test_servicebinding import wait_ready
-from tests.support import ROOT, Cluster, OperatorProcess, example_manifest, service_account_cluster, wait_for
+import pytest
+
+from tests.e2e.servicebindings import wait_ready
+from tests.support import ROOT, Cluster, StartOperator, example_manifest, service_account_cluster, wait_for
 
 SYSTEM_NS = "playbook-operator-system"
 
@@ -24,8 +26,9 @@ def test_manifests_pass_server_side_validation(cluster: Cluster, crds: None) -> 
     assert "example.examples.playbook-operator.io/hello" in samples
 
 
-def test_operator_works_as_its_service_account(cluster: Cluster, crds: None, namespace: str,
-                                               tmp_path: Path) -> None:
+@pytest.mark.serial
+def test_operator_works_as_its_service_account(cluster: Cluster, namespace: str, tmp_path: Path,
+                                               start_operator: StartOperator) -> None:
     cluster.kubectl("apply", "-f", str(ROOT / "deploy" / "manager" / "namespace.yaml"))
     cluster.kubectl("apply", "-k", str(ROOT / "deploy" / "rbac"))
     as_operator = service_account_cluster(cluster, "playbook-operator", SYSTEM_NS, tmp_path / "sa.kubeconfig")
@@ -35,45 +38,42 @@ def test_operator_works_as_its_service_account(cluster: Cluster, crds: None, nam
                    as_operator.kubectl("get", "serviceaccounts", "-n", namespace, check=False)):
         assert denied.returncode != 0 and "forbidden" in denied.stderr.lower(), denied.stderr
 
-    op = OperatorProcess(as_operator, workdir=tmp_path, watches=ROOT / "watches.yaml",
-                         args=["--leader-elect", "--leader-election-namespace", SYSTEM_NS,
-                               "--leader-election-id", f"rbac-test-{namespace}"])
-    op.start()
-    try:
-        cluster.apply(example_manifest("rbac", {"k": "v"}), namespace)
-        wait_for(lambda: cluster.get("configmap", "rbac-example", namespace), what="the ConfigMap", timeout=90)
+    # Cluster-wide, as deployed: it would reconcile the objects of tests beside it, hence `serial`.
+    op = start_operator(cluster=as_operator, namespaces=None,
+                        args=["--leader-elect", "--leader-election-namespace", SYSTEM_NS,
+                              "--leader-election-id", f"rbac-test-{namespace}"])
+    cluster.apply(example_manifest("rbac", {"k": "v"}), namespace)
+    wait_for(lambda: cluster.get("configmap", "rbac-example", namespace), what="the ConfigMap", timeout=90)
 
-        def successful() -> bool:
-            ex = cluster.get("example", "rbac", namespace) or {}
-            return any(c["type"] == "Successful" and c["status"] == "True"
-                       for c in ex.get("status", {}).get("conditions", []))
+    def successful() -> bool:
+        ex = cluster.get("example", "rbac", namespace) or {}
+        return any(c["type"] == "Successful" and c["status"] == "True"
+                   for c in ex.get("status", {}).get("conditions", []))
 
-        wait_for(successful, what="status written by the ServiceAccount")
+    wait_for(successful, what="status written by the ServiceAccount")
 
-        # A ServiceBinding: the aggregated servicebinding.io ClusterRole is enough to read the
-        # Secret, patch the Deployment, and follow both.
-        cluster.kubectl("create", "secret", "generic", "creds", "-n", namespace, "--from-literal=type=db")
-        cluster.kubectl("create", "deployment", "web", "-n", namespace, "--image=registry.example/web:1",
-                        "--replicas=0")
-        cluster.apply(json.dumps({"apiVersion": "servicebinding.io/v1", "kind": "ServiceBinding",
-                                  "metadata": {"name": "rbac"},
-                                  "spec": {"service": {"apiVersion": "v1", "kind": "Secret", "name": "creds"},
-                                           "workload": {"apiVersion": "apps/v1", "kind": "Deployment",
-                                                        "name": "web"}}}), namespace)
+    # A ServiceBinding: the aggregated servicebinding.io ClusterRole is enough to read the
+    # Secret, patch the Deployment, and follow both.
+    cluster.kubectl("create", "secret", "generic", "creds", "-n", namespace, "--from-literal=type=db")
+    cluster.kubectl("create", "deployment", "web", "-n", namespace, "--image=registry.example/web:1",
+                    "--replicas=0")
+    cluster.apply(json.dumps({"apiVersion": "servicebinding.io/v1", "kind": "ServiceBinding",
+                              "metadata": {"name": "rbac"},
+                              "spec": {"service": {"apiVersion": "v1", "kind": "Secret", "name": "creds"},
+                                       "workload": {"apiVersion": "apps/v1", "kind": "Deployment",
+                                                    "name": "web"}}}), namespace)
 
-        def bound() -> bool:
-            web = cluster.get("deployment", "web", namespace) or {}
-            return any(v["name"].startswith("servicebinding-")
-                       for v in web.get("spec", {}).get("template", {}).get("spec", {}).get("volumes") or [])
+    def bound() -> bool:
+        web = cluster.get("deployment", "web", namespace) or {}
+        return any(v["name"].startswith("servicebinding-")
+                   for v in web.get("spec", {}).get("template", {}).get("spec", {}).get("volumes") or [])
 
-        wait_for(bound, what="the Deployment bound by the ServiceAccount", timeout=90)
-        # The whole run succeeds, its Events and status included, not only the patch.
-        wait_ready(cluster, namespace, "rbac", timeout=90)
-        op.assert_alive()
-        # Nothing refused for want of rights (objects left in namespaces other tests are deleting
-        # may be refused for that, which is no RBAC matter).
-        refused = [line for line in op.log().lower().splitlines()
-                   if "forbidden" in line and "being terminated" not in line]
-        assert refused == [], op.log()[-3000:]
-    finally:
-        op.stop()
+    wait_for(bound, what="the Deployment bound by the ServiceAccount", timeout=90)
+    # The whole run succeeds, its Events and status included, not only the patch.
+    wait_ready(cluster, namespace, "rbac", timeout=90)
+    op.assert_alive()
+    # Nothing refused for want of rights (objects left in namespaces other tests are deleting
+    # may be refused for that, which is no RBAC matter).
+    refused = [line for line in op.log().lower().splitlines()
+               if "forbidden" in line and "being terminated" not in line]
+    assert refused == [], op.log()[-3000:]

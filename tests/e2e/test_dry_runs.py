@@ -58,14 +58,15 @@ def snapshot(cluster: Cluster) -> dict[str, str]:
 
 
 def delete_samples(cluster: Cluster) -> None:
-    cluster.kubectl("delete", "-n", "default", "--ignore-not-found", "--wait=true",
+    # Foreground: the Deployment's pods are gone too, not being deleted under the next snapshot.
+    cluster.kubectl("delete", "-n", "default", "--ignore-not-found", "--wait=true", "--cascade=foreground",
                     "-f", str(SAMPLES / "podset.yaml"), "-f", str(SAMPLES / "servicebinding.yaml"),
                     "-f", str(SAMPLES / "servicebinding-service.yaml"), "-f", str(SAMPLES / "example.yaml"))
     cluster.kubectl("delete", "configmap", "hello-example", "-n", "default", "--ignore-not-found")
 
 
 @pytest.fixture
-def samples_absent(cluster: Cluster, crds: None) -> Iterator[None]:
+def samples_absent(cluster: Cluster, crds: None, default_namespace: str) -> Iterator[None]:
     delete_samples(cluster)
     yield
     delete_samples(cluster)

@@ -11,6 +11,8 @@ import pytest
 
 from tests.support import ROOT, Cluster
 
+pytestmark = pytest.mark.slow  # a scenario takes minutes
+
 SCENARIOS = sorted(p.parent.name for p in (ROOT / "molecule").glob("*/molecule.yml"))
 
 

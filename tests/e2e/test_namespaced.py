@@ -15,8 +15,8 @@ from typing import Any
 
 import yaml
 
-from tests.e2e.test_podset import active_pods, converged, podset
-from tests.e2e.test_servicebinding import binding, deployment, pod_spec, secret, volume_of, wait_ready
+from tests.e2e.podsets import active_pods, converged, podset
+from tests.e2e.servicebindings import binding, deployment, pod_spec, secret, volume_of, wait_ready
 from tests.support import ROOT, Cluster, OperatorProcess, service_account_cluster, wait_for
 
 ACCOUNT = "namespaced-operator"
@@ -61,8 +61,7 @@ def namespaced_operator(cluster: Cluster, namespace: str, tmp_path: Path,
         for denied in (as_operator.kubectl("get", "pods", "--all-namespaces", check=False),
                        as_operator.kubectl("get", "namespaces", check=False)):
             assert denied.returncode != 0 and "forbidden" in denied.stderr.lower(), denied.stderr
-        op = OperatorProcess(as_operator, workdir=tmp_path, watches=ROOT / "watches.yaml",
-                             env={"WATCH_NAMESPACE": namespace},
+        op = OperatorProcess(as_operator, workdir=tmp_path, namespaces=[namespace],
                              args=["--leader-elect", "--leader-election-namespace", namespace,
                                    "--leader-election-id", "namespaced"])
         op.start()

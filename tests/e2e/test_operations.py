@@ -7,11 +7,10 @@ import signal
 import urllib.error
 import urllib.request
 import uuid
-from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.support import ROOT, Cluster, OperatorProcess, example_manifest, wait_for
+from tests.support import Cluster, OperatorProcess, StartOperator, example_manifest, wait_for
 
 GVK = "examples.playbook-operator.io/v1alpha1, Kind=Example"
 CONTROLLER = "example-v1alpha1-controller"
@@ -48,13 +47,6 @@ def names(samples: Samples) -> set[str]:
     return {metric for metric, _ in samples}
 
 
-def operator_in(cluster: Cluster, workdir: Path, namespace: str, args: list[str] | None = None) -> OperatorProcess:
-    workdir.mkdir(parents=True, exist_ok=True)
-    # Only this test's namespace: other tests' objects are not this operator's business.
-    return OperatorProcess(cluster, workdir=workdir, watches=ROOT / "watches.yaml", args=args,
-                           env={"WATCH_NAMESPACE": namespace})
-
-
 def configmap(cluster: Cluster, namespace: str, example: str) -> bool:
     return cluster.get("configmap", f"{example}-example", namespace) is not None
 
@@ -64,120 +56,105 @@ def lease_spec(cluster: Cluster, namespace: str, name: str) -> dict[str, object]
     return dict((lease or {}).get("spec") or {})
 
 
-def test_metrics_and_probes(cluster: Cluster, crds: None, namespace: str, tmp_path: Path) -> None:
-    op = operator_in(cluster, tmp_path, namespace)
-    op.start()
-    try:
-        wait_for(lambda: http_get(op.url("/healthz")) == (200, "ok"), what="/healthz to answer 200")
-        wait_for(lambda: http_get(op.url("/readyz")) == (200, "ok"), what="/readyz to answer 200")
+def test_metrics_and_probes(cluster: Cluster, namespace: str, start_operator: StartOperator) -> None:
+    op = start_operator()
+    wait_for(lambda: http_get(op.url("/healthz")) == (200, "ok"), what="/healthz to answer 200")
+    wait_for(lambda: http_get(op.url("/readyz")) == (200, "ok"), what="/readyz to answer 200")
 
-        cluster.apply(example_manifest("metered", {"greeting": "hello"}), namespace)
-        wait_for(lambda: configmap(cluster, namespace, "metered"), what="the ConfigMap", timeout=90)
+    cluster.apply(example_manifest("metered", {"greeting": "hello"}), namespace)
+    wait_for(lambda: configmap(cluster, namespace, "metered"), what="the ConfigMap", timeout=90)
 
-        def reconciled() -> Samples | None:
-            samples = scrape(op)
-            return samples if sample(samples, "ansible_operator_reconcile_result", GVK=GVK, result="succeeded") \
-                else None
+    def reconciled() -> Samples | None:
+        samples = scrape(op)
+        return samples if sample(samples, "ansible_operator_reconcile_result", GVK=GVK, result="succeeded") \
+            else None
 
-        samples = wait_for(reconciled, what="a succeeded reconcile in /metrics")
-        # The SDK's names, types and labels.
-        assert sample(samples, "ansible_operator_build_info", commit="unknown", version="0.1.0") == 1.0
-        count = sample(samples, "ansible_operator_reconciles_count", GVK=GVK)
-        assert count is not None and count >= 1
-        assert sample(samples, "ansible_operator_reconciles_bucket", GVK=GVK, le="+Inf") == count
-        # controller-runtime's, as the SDK's binary serves them, and ours.
-        assert sample(samples, "workqueue_depth", name=CONTROLLER, controller=CONTROLLER) is not None
-        assert sample(samples, "controller_runtime_active_workers", controller=CONTROLLER) is not None
-        watch = {"group": "examples.playbook-operator.io", "version": "v1alpha1", "kind": "Example"}
-        assert sample(samples, "playbook_operator_reconciles_total", **watch, result="succeeded", changed="true") == 1.0
-        # The role's one task created the ConfigMap: one changed task, timed.
-        assert sample(samples, "playbook_operator_ansible_tasks_total", **watch, outcome="changed") == 1.0
-        assert sample(samples, "playbook_operator_ansible_task_duration_seconds_count", **watch,
-                      outcome="changed") == 1.0
-        assert "process_resident_memory_bytes" in names(samples)
-        # Without --leader-elect there is no lease and no leader metric.
-        assert "leader_election_master_status" not in names(samples)
+    samples = wait_for(reconciled, what="a succeeded reconcile in /metrics")
+    # The SDK's names, types and labels.
+    assert sample(samples, "ansible_operator_build_info", commit="unknown", version="0.1.0") == 1.0
+    count = sample(samples, "ansible_operator_reconciles_count", GVK=GVK)
+    assert count is not None and count >= 1
+    assert sample(samples, "ansible_operator_reconciles_bucket", GVK=GVK, le="+Inf") == count
+    # controller-runtime's, as the SDK's binary serves them, and ours.
+    assert sample(samples, "workqueue_depth", name=CONTROLLER, controller=CONTROLLER) is not None
+    assert sample(samples, "controller_runtime_active_workers", controller=CONTROLLER) is not None
+    watch = {"group": "examples.playbook-operator.io", "version": "v1alpha1", "kind": "Example"}
+    assert sample(samples, "playbook_operator_reconciles_total", **watch, result="succeeded", changed="true") == 1.0
+    # The role's one task created the ConfigMap: one changed task, timed.
+    assert sample(samples, "playbook_operator_ansible_tasks_total", **watch, outcome="changed") == 1.0
+    assert sample(samples, "playbook_operator_ansible_task_duration_seconds_count", **watch,
+                  outcome="changed") == 1.0
+    assert "process_resident_memory_bytes" in names(samples)
+    # Without --leader-elect there is no lease and no leader metric.
+    assert "leader_election_master_status" not in names(samples)
 
-        # Probes and metrics each on their own port.
-        assert http_get(op.url("/metrics").replace(op.metrics_address, op.health_address))[0] == 404
-        op.assert_alive()
-    finally:
-        op.stop()
+    # Probes and metrics each on their own port.
+    assert http_get(op.url("/metrics").replace(op.metrics_address, op.health_address))[0] == 404
+    op.assert_alive()
 
 
-def test_leader_failover(cluster: Cluster, crds: None, namespace: str, tmp_path: Path) -> None:
+def test_leader_failover(cluster: Cluster, namespace: str, start_operator: StartOperator) -> None:
     lease = f"ops-{uuid.uuid4().hex[:8]}"
     args = ["--leader-elect", "--leader-election-id", lease, "--leader-election-namespace", namespace, *FAST_LEASE]
-    replicas = [operator_in(cluster, tmp_path / name, namespace, args) for name in ("a", "b")]
-    try:
-        for op in replicas:
-            op.start()
-        holder = wait_for(lambda: lease_spec(cluster, namespace, lease).get("holderIdentity"),
-                          what="a replica to take the lease")
-        acquired = f"acquired leader lease {namespace}/{lease} as {holder}"
-        leader = wait_for(lambda: next((op for op in replicas if acquired in op.log()), None),
-                          what="the holder's log to say it acquired the lease")
-        standby = next(op for op in replicas if op is not leader)
-        wait_for(lambda: f"standing by, lease {namespace}/{lease} is held by {holder}" in standby.log(),
-                 what="the other replica's log to say it stands by")
-        assert acquired not in standby.log()
+    replicas = [start_operator(args=args) for _ in ("a", "b")]
+    holder = wait_for(lambda: lease_spec(cluster, namespace, lease).get("holderIdentity"),
+                      what="a replica to take the lease")
+    acquired = f"acquired leader lease {namespace}/{lease} as {holder}"
+    leader = wait_for(lambda: next((op for op in replicas if acquired in op.log()), None),
+                      what="the holder's log to say it acquired the lease")
+    standby = next(op for op in replicas if op is not leader)
+    wait_for(lambda: f"standing by, lease {namespace}/{lease} is held by {holder}" in standby.log(),
+             what="the other replica's log to say it stands by")
+    assert acquired not in standby.log()
 
-        # Both are ready (one leading, one standing by); each says which it is.
-        for op in replicas:
-            wait_for(lambda op=op: http_get(op.url("/readyz")) == (200, "ok"), what="/readyz to answer 200")
-        wait_for(lambda: sample(scrape(leader), "leader_election_master_status", name=lease) == 1.0,
-                 what="the leader's master status to be 1")
-        assert sample(scrape(standby), "leader_election_master_status", name=lease) == 0.0
+    # Both are ready (one leading, one standing by); each says which it is.
+    for op in replicas:
+        wait_for(lambda op=op: http_get(op.url("/readyz")) == (200, "ok"), what="/readyz to answer 200")
+    wait_for(lambda: sample(scrape(leader), "leader_election_master_status", name=lease) == 1.0,
+             what="the leader's master status to be 1")
+    assert sample(scrape(standby), "leader_election_master_status", name=lease) == 0.0
 
-        # Exactly one reconciles.
-        cluster.apply(example_manifest("before", {"greeting": "hello"}), namespace)
-        wait_for(lambda: configmap(cluster, namespace, "before"), what="the leader to reconcile", timeout=90)
-        wait_for(lambda: f"reconciled Example {namespace}/before" in leader.log(), what="the leader's log")
-        assert "reconciled Example" not in standby.log()
-        assert "ansible_operator_reconcile_result" not in names(scrape(standby))
-        transitions = int(str(lease_spec(cluster, namespace, lease).get("leaseTransitions", 0)))
+    # Exactly one reconciles.
+    cluster.apply(example_manifest("before", {"greeting": "hello"}), namespace)
+    wait_for(lambda: configmap(cluster, namespace, "before"), what="the leader to reconcile", timeout=90)
+    wait_for(lambda: f"reconciled Example {namespace}/before" in leader.log(), what="the leader's log")
+    assert "reconciled Example" not in standby.log()
+    assert "ansible_operator_reconcile_result" not in names(scrape(standby))
+    transitions = int(str(lease_spec(cluster, namespace, lease).get("leaseTransitions", 0)))
 
-        # The leader dies without a word; the standby takes over once the lease expires.
-        assert leader.proc is not None
-        leader.proc.kill()
-        leader.proc.wait()
-        def successor() -> str | None:
-            current = lease_spec(cluster, namespace, lease).get("holderIdentity")
-            return str(current) if current and current != holder else None
+    # The leader dies without a word; the standby takes over once the lease expires.
+    assert leader.proc is not None
+    leader.proc.kill()
+    leader.proc.wait()
+    def successor() -> str | None:
+        current = lease_spec(cluster, namespace, lease).get("holderIdentity")
+        return str(current) if current and current != holder else None
 
-        new_holder = wait_for(successor, what="the standby to take the lease", timeout=30)
-        assert f"acquired leader lease {namespace}/{lease} as {new_holder}" in standby.log()
-        assert lease_spec(cluster, namespace, lease).get("leaseTransitions") == transitions + 1
-        cluster.apply(example_manifest("after", {"greeting": "hello"}), namespace)
-        wait_for(lambda: configmap(cluster, namespace, "after"), what="the new leader to reconcile", timeout=90)
-        wait_for(lambda: f"reconciled Example {namespace}/after" in standby.log(), what="the new leader's log")
-        assert sample(scrape(standby), "leader_election_master_status", name=lease) == 1.0
+    new_holder = wait_for(successor, what="the standby to take the lease", timeout=30)
+    assert f"acquired leader lease {namespace}/{lease} as {new_holder}" in standby.log()
+    assert lease_spec(cluster, namespace, lease).get("leaseTransitions") == transitions + 1
+    cluster.apply(example_manifest("after", {"greeting": "hello"}), namespace)
+    wait_for(lambda: configmap(cluster, namespace, "after"), what="the new leader to reconcile", timeout=90)
+    wait_for(lambda: f"reconciled Example {namespace}/after" in standby.log(), what="the new leader's log")
+    assert sample(scrape(standby), "leader_election_master_status", name=lease) == 1.0
 
-        # A graceful stop gives the lease up at once, so a successor need not wait for it to expire.
-        assert standby.proc is not None
-        standby.proc.send_signal(signal.SIGTERM)
-        assert standby.proc.wait(timeout=30) == 0, standby.log()[-4000:]
-        spec = lease_spec(cluster, namespace, lease)
-        assert (spec.get("holderIdentity") or "", spec.get("leaseDurationSeconds")) == ("", 1)
-    finally:
-        for op in replicas:
-            op.stop()
+    # A graceful stop gives the lease up at once, so a successor need not wait for it to expire.
+    assert standby.proc is not None
+    standby.proc.send_signal(signal.SIGTERM)
+    assert standby.proc.wait(timeout=30) == 0, standby.log()[-4000:]
+    spec = lease_spec(cluster, namespace, lease)
+    assert (spec.get("holderIdentity") or "", spec.get("leaseDurationSeconds")) == ("", 1)
 
 
-def test_a_leader_that_loses_its_lease_exits(cluster: Cluster, crds: None, namespace: str, tmp_path: Path) -> None:
+def test_a_leader_that_loses_its_lease_exits(cluster: Cluster, namespace: str, start_operator: StartOperator) -> None:
     lease = f"ops-{uuid.uuid4().hex[:8]}"
-    op = operator_in(cluster, tmp_path, namespace,
-                     ["--leader-elect", "--leader-election-id", lease, "--leader-election-namespace", namespace,
-                      *FAST_LEASE])
-    op.start()
-    try:
-        wait_for(lambda: lease_spec(cluster, namespace, lease).get("holderIdentity"), what="the lease to be taken")
-        # Someone else writes itself into the lease: the operator must stop acting, and say so.
-        cluster.kubectl("patch", "lease", lease, "-n", namespace, "--type=merge",
-                        "-p", '{"spec":{"holderIdentity":"intruder"}}')
-        assert op.proc is not None
-        wait_for(lambda: op.proc is not None and op.proc.poll() is not None, what="the operator to exit", timeout=30)
-        assert op.proc.returncode == 1
-        assert f"lost lease {namespace}/{lease}" in op.log()
-    finally:
-        op.stop()
+    op = start_operator(args=["--leader-elect", "--leader-election-id", lease,
+                              "--leader-election-namespace", namespace, *FAST_LEASE])
+    wait_for(lambda: lease_spec(cluster, namespace, lease).get("holderIdentity"), what="the lease to be taken")
+    # Someone else writes itself into the lease: the operator must stop acting, and say so.
+    cluster.kubectl("patch", "lease", lease, "-n", namespace, "--type=merge",
+                    "-p", '{"spec":{"holderIdentity":"intruder"}}')
+    assert op.proc is not None
+    wait_for(lambda: op.proc is not None and op.proc.poll() is not None, what="the operator to exit", timeout=30)
+    assert op.proc.returncode == 1
+    assert f"lost lease {namespace}/{lease}" in op.log()

@@ -11,9 +11,10 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
-from tests.support import ROOT, Cluster, example_manifest
+from tests.support import ROOT, Cluster, conditions_of, example_manifest
 
 OLD = "2020-01-01T00:00:00Z"
 
@@ -64,16 +65,13 @@ def status_task(register: str, namespace: str, name: str, **params: Any) -> dict
     }
 
 
-def conditions(obj: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    return {c["type"]: c for c in obj.get("status", {}).get("conditions", [])}
-
-
 def example(cluster: Cluster, name: str, namespace: str) -> dict[str, Any]:
     obj = cluster.get("example", name, namespace)
     assert obj is not None
     return obj
 
 
+@pytest.mark.slow
 def test_k8s_status_writes_merges_and_is_idempotent(
     cluster: Cluster, crds: None, namespace: str, tmp_path: Path
 ) -> None:
@@ -101,7 +99,7 @@ def test_k8s_status_writes_merges_and_is_idempotent(
     assert got["again"]["changed"] is False
     obj = example(cluster, "st", namespace)
     assert {k: obj["status"][k] for k in ("phase", "replicas", "nodes")} == first_status
-    assert conditions(obj)["Ready"] == {**first_conditions[0]}
+    assert conditions_of(obj)["Ready"] == {**first_conditions[0]}
     # The second run wrote nothing: the object is at the version the first write produced.
     written_version = got["first"]["result"]["metadata"]["resourceVersion"]
     assert got["again"]["result"]["metadata"]["resourceVersion"] == written_version
@@ -131,7 +129,7 @@ def test_k8s_status_writes_merges_and_is_idempotent(
     obj = example(cluster, "st", namespace)
     assert obj["status"]["phase"] == "Scaling" and obj["status"]["replicas"] == 2
     assert obj["status"]["nodes"] == ["a", "b"]
-    conds = conditions(obj)
+    conds = conditions_of(obj)
     assert [c["type"] for c in obj["status"]["conditions"]] == ["Ready", "Degraded"]
     assert conds["Ready"]["message"] == "second" and conds["Ready"]["lastTransitionTime"] == OLD
     assert conds["Degraded"]["status"] == "False" and conds["Degraded"]["lastTransitionTime"] != OLD
@@ -142,7 +140,7 @@ def test_k8s_status_writes_merges_and_is_idempotent(
         tmp_path,
         [status_task("flip", namespace, "st", conditions=[{"type": "Ready", "status": "False"}])],
     )
-    flipped = conditions(example(cluster, "st", namespace))["Ready"]
+    flipped = conditions_of(example(cluster, "st", namespace))["Ready"]
     assert flipped["status"] == "False" and flipped["lastTransitionTime"] != OLD
     assert "reason" not in flipped  # a given condition replaces the old one as a whole
 

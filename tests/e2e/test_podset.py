@@ -10,36 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import ROOT, Cluster, OperatorProcess, wait_for
-
-
-def podset(name: str, replicas: int, app: str | None = None, **template_annotations: str) -> str:
-    app = app or name
-    return json.dumps({
-        "apiVersion": "workloads.playbook-operator.io/v1alpha1", "kind": "PodSet",
-        "metadata": {"name": name},
-        "spec": {"replicas": replicas, "selector": {"matchLabels": {"app": app}},
-                 "template": {"metadata": {"labels": {"app": app}, "annotations": template_annotations},
-                              "spec": {"containers": [{"name": "main", "image": "registry.example/app:1"}]}}},
-    })
-
-
-def active_pods(cluster: Cluster, namespace: str, app: str) -> list[dict]:
-    return [p for p in cluster.list("pods", namespace, f"app={app}")
-            if not p["metadata"].get("deletionTimestamp") and p["status"].get("phase") in ("Pending", "Running")]
-
-
-def ready_count(pods: list[dict]) -> int:
-    return sum(1 for p in pods if any(c["type"] == "Ready" and c["status"] == "True"
-                                      for c in p["status"].get("conditions", [])))
-
-
-def converged(cluster: Cluster, namespace: str, name: str, replicas: int) -> bool:
-    pods = active_pods(cluster, namespace, name)
-    ps = cluster.get("podset", name, namespace) or {}
-    st = ps.get("status", {})
-    return (len(pods) == replicas and ready_count(pods) == replicas and st.get("replicas") == replicas
-            and st.get("readyReplicas", 0) == replicas)
+from tests.e2e.podsets import active_pods, converged, podset
+from tests.support import ROOT, Cluster, OperatorProcess, StartOperator, wait_for
 
 
 @pytest.fixture
@@ -48,6 +20,7 @@ def podset_operator(operator: OperatorProcess) -> OperatorProcess:
     return operator
 
 
+@pytest.mark.slow
 def test_create_replace_and_scale(cluster: Cluster, namespace: str, podset_operator: OperatorProcess) -> None:
     cluster.apply(podset("web", 3), namespace)
     wait_for(lambda: converged(cluster, namespace, "web", 3), what="3 Ready pods", timeout=120)
@@ -172,47 +145,39 @@ def ansible_result(cluster: Cluster, namespace: str, name: str) -> dict | None:
     return running[0].get("ansibleResult") if running and running[0]["reason"] == "Successful" else None
 
 
-def test_no_writes_when_converged(cluster: Cluster, crds: None, namespace: str, tmp_path: Path) -> None:
+@pytest.mark.slow
+def test_no_writes_when_converged(cluster: Cluster, namespace: str, start_operator: StartOperator) -> None:
     if cluster.audit_log is None:
         pytest.skip("counting writes needs the local control plane's audit log")
     # Reconciled every 2 s, so a converged run follows the changing ones.
-    first = OperatorProcess(cluster, workdir=tmp_path / "first", watches=ROOT / "watches.yaml",
-                            args=["--reconcile-period", "2s"])
-    (tmp_path / "first").mkdir()
-    first.start()
-    try:
-        cluster.apply(podset("calm", 3), namespace)
-        # Converged, and the status says so (written by the reconcile the last pod change caused).
-        wait_for(lambda: converged(cluster, namespace, "calm", 3), what="3 Ready pods", timeout=120)
+    first = start_operator(args=["--reconcile-period", "2s"])
+    cluster.apply(podset("calm", 3), namespace)
+    # Converged, and the status says so (written by the reconcile the last pod change caused).
+    wait_for(lambda: converged(cluster, namespace, "calm", 3), what="3 Ready pods", timeout=120)
 
-        # A successful run's counts are on Running; the first converged run writes changed=0 once.
-        def converged_counts() -> dict | None:
-            counts = ansible_result(cluster, namespace, "calm")
-            return counts if counts and counts["changed"] == 0 else None
+    # A successful run's counts are on Running; the first converged run writes changed=0 once.
+    def converged_counts() -> dict | None:
+        counts = ansible_result(cluster, namespace, "calm")
+        return counts if counts and counts["changed"] == 0 else None
 
-        counts = wait_for(converged_counts, what="the counts of a converged run on Running", timeout=60)
-        assert counts["ok"] > 0 and counts["failures"] == 0, counts
-        assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,8})?\+00:00", counts["completion"]), counts
-    finally:
-        first.stop()
+    counts = wait_for(converged_counts, what="the counts of a converged run on Running", timeout=60)
+    assert counts["ok"] > 0 and counts["failures"] == 0, counts
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,8})?\+00:00", counts["completion"]), counts
+    first.stop()
 
     # A fresh operator reconciles every PodSet it finds: this one is converged.
     offset = cluster.audit_log.stat().st_size
-    (tmp_path / "second").mkdir()
-    second = OperatorProcess(cluster, workdir=tmp_path / "second", watches=ROOT / "watches.yaml")
-    second.start()
-    try:
-        line = wait_for(lambda: [ln for ln in second.log().splitlines()
-                                 if f"reconciled PodSet {namespace}/calm" in ln],
-                        what="the reconcile after the restart", timeout=120)
-        assert "result=ok changed=0" in line[0], line
-        assert writes_since(cluster, namespace, offset) == []
-        # Its counts are those of the last converged run: not written again for a later completion time.
-        assert ansible_result(cluster, namespace, "calm") == counts
-    finally:
-        second.stop()
+    second = start_operator()
+    line = wait_for(lambda: [ln for ln in second.log().splitlines()
+                             if f"reconciled PodSet {namespace}/calm" in ln],
+                    what="the reconcile after the restart", timeout=120)
+    assert "result=ok changed=0" in line[0], line
+    assert writes_since(cluster, namespace, offset) == []
+    # Its counts are those of the last converged run: not written again for a later completion time.
+    assert ansible_result(cluster, namespace, "calm") == counts
 
 
+@pytest.mark.slow
 def test_dry_runs_show_the_pods_to_create_and_change_nothing(cluster: Cluster, crds: None, namespace: str,
                                                              tmp_path: Path) -> None:
     manifest = json.loads(podset("dry", 2))
@@ -296,6 +261,7 @@ def test_a_pod_spec_the_apiserver_refuses_is_reported_and_nothing_is_deleted(
     podset_operator.assert_alive()
 
 
+@pytest.mark.slow
 def test_a_pod_that_ends_is_replaced(cluster: Cluster, namespace: str, podset_operator: OperatorProcess) -> None:
     cluster.apply(podset("ends", 2), namespace)
     wait_for(lambda: converged(cluster, namespace, "ends", 2), what="2 Ready pods", timeout=120)

@@ -16,7 +16,9 @@ from typing import Any
 import pytest
 from kubernetes import client, config, watch
 
-from tests.support import ROOT, Cluster, OperatorProcess, wait_for
+from tests.support import ROOT, Cluster, OperatorProcess, StartOperator, wait_for
+
+pytestmark = pytest.mark.slow  # rollouts take minutes
 
 NEVER_READY = {"playbook-operator.io/fake-readiness": "never"}
 
@@ -301,29 +303,21 @@ def test_undo_to_a_chosen_revision_and_history_pruned_to_its_limit(cluster: Clus
     assert bad.returncode == 1 and "unable to find the specified revision 1" in bad.stderr
 
 
-def test_a_rollout_cut_by_an_operator_restart_resumes_within_bounds(cluster: Cluster, crds: None, namespace: str,
-                                                                    tmp_path: Path,
+def test_a_rollout_cut_by_an_operator_restart_resumes_within_bounds(cluster: Cluster, namespace: str,
+                                                                    start_operator: StartOperator,
                                                                     sampler: list[PodSampler]) -> None:
-    first = OperatorProcess(cluster, workdir=tmp_path, watches=ROOT / "watches.yaml")
-    first.start()
-    try:
-        cluster.apply(manifest("rs", 4, strategy=rolling(1, 0), minReadySeconds=2), namespace)
-        wait_for(lambda: rolled_out(cluster, namespace, "rs", 4, "app:1"), what="4 pods of app:1", timeout=180)
-        watcher = PodSampler(cluster, namespace, "rs")
-        sampler.append(watcher)
-        set_template(cluster, namespace, "rs", "app:2")
-        wait_for(lambda: "app:2" in [image(p) for p in pods(cluster, namespace, "rs")], what="a first new pod")
-    finally:
-        first.stop()
+    first = start_operator()
+    cluster.apply(manifest("rs", 4, strategy=rolling(1, 0), minReadySeconds=2), namespace)
+    wait_for(lambda: rolled_out(cluster, namespace, "rs", 4, "app:1"), what="4 pods of app:1", timeout=180)
+    watcher = PodSampler(cluster, namespace, "rs")
+    sampler.append(watcher)
+    set_template(cluster, namespace, "rs", "app:2")
+    wait_for(lambda: "app:2" in [image(p) for p in pods(cluster, namespace, "rs")], what="a first new pod")
+    first.stop()
     assert not rolled_out(cluster, namespace, "rs", 4, "app:2"), "the rollout was cut in the middle"
 
-    (tmp_path / "second").mkdir()
-    second = OperatorProcess(cluster, workdir=tmp_path / "second", watches=ROOT / "watches.yaml")
-    second.start()
-    try:
-        wait_for(lambda: rolled_out(cluster, namespace, "rs", 4, "app:2"), what="the rollout to finish", timeout=240)
-    finally:
-        second.stop()
+    start_operator()
+    wait_for(lambda: rolled_out(cluster, namespace, "rs", 4, "app:2"), what="the rollout to finish", timeout=240)
     samples = watcher.stop()
     assert max(total for total, _, _ in samples) <= 5, samples
     assert min(ready for _, ready, _ in samples) >= 4, samples
@@ -349,15 +343,12 @@ def test_a_template_the_apiserver_refuses_leaves_the_old_pods_serving(cluster: C
     assert all(is_ready(p) for p in pods(cluster, namespace, "bad"))
 
 
-def test_check_mode_shows_the_next_rollout_step_without_taking_it(cluster: Cluster, crds: None, namespace: str,
-                                                                  tmp_path: Path) -> None:
-    op = OperatorProcess(cluster, workdir=tmp_path, watches=ROOT / "watches.yaml")
-    op.start()
-    try:
-        cluster.apply(manifest("dry", 2, strategy=rolling(1, 0)), namespace)
-        wait_for(lambda: rolled_out(cluster, namespace, "dry", 2, "app:1"), what="2 pods of app:1", timeout=180)
-    finally:
-        op.stop()
+def test_check_mode_shows_the_next_rollout_step_without_taking_it(cluster: Cluster, namespace: str, tmp_path: Path,
+                                                                  start_operator: StartOperator) -> None:
+    op = start_operator()
+    cluster.apply(manifest("dry", 2, strategy=rolling(1, 0)), namespace)
+    wait_for(lambda: rolled_out(cluster, namespace, "dry", 2, "app:1"), what="2 pods of app:1", timeout=180)
+    op.stop()  # the dry run alone acts from here
     changed = json.loads(manifest("dry", 2, "app:2", strategy=rolling(1, 0)))
     changed["metadata"]["namespace"] = namespace
     cr = tmp_path / "dry.yaml"

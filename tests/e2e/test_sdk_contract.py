@@ -5,25 +5,24 @@ conditions, failure Events, owner references, finalizers, dependent watches, coa
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.support import Cluster, OperatorProcess, wait_for
+from tests.conftest import InstallCrds
+from tests.support import Cluster, OperatorProcess, StartOperator, conditions_of, wait_for
 
 HERE = Path(__file__).resolve().parent / "sdk"
 
 
 @pytest.fixture(scope="module")
-def memcached_crd(cluster: Cluster) -> None:
-    cluster.kubectl("apply", "-f", str(HERE / "crd.yaml"))
-    cluster.kubectl("wait", "--for", "condition=Established", "--timeout=60s", "crd/memcacheds.cache.example.com")
+def memcached_crd(install_crds: InstallCrds) -> None:
+    install_crds("-f", str(HERE / "crd.yaml"))
 
 
 @pytest.fixture
-def sdk_operator(cluster: Cluster, memcached_crd: None, tmp_path: Path,
-                 request: pytest.FixtureRequest) -> Iterator[OperatorProcess]:
+def sdk_operator(start_operator: StartOperator, memcached_crd: None, tmp_path: Path,
+                 request: pytest.FixtureRequest) -> OperatorProcess:
     """The operator on the Memcached watch; warm unless a test asks for ``--warm-ansible`` false."""
     watches = tmp_path / "watches.yaml"
     watches.write_text(f"""
@@ -39,22 +38,12 @@ def sdk_operator(cluster: Cluster, memcached_crd: None, tmp_path: Path,
     vars:
       cleanup_marker: finalizer-vars-arrived
 """)
-    op = OperatorProcess(cluster, workdir=tmp_path, watches=watches,
-                         args=[f"--warm-ansible={getattr(request, 'param', 'true')}"])
-    op.start()
-    try:
-        yield op
-    finally:
-        op.stop()
+    return start_operator(watches=watches, args=[f"--warm-ansible={getattr(request, 'param', 'true')}"])
 
 
 def memcached(name: str, **spec: object) -> str:
     return json.dumps({"apiVersion": "cache.example.com/v1alpha1", "kind": "Memcached",
                        "metadata": {"name": name}, "spec": spec})
-
-
-def conditions(obj: dict | None) -> dict[str, dict]:
-    return {c["type"]: c for c in ((obj or {}).get("status") or {}).get("conditions", [])}
 
 
 # The owner references and dependent watches hold on both ways of running Ansible.
@@ -77,7 +66,7 @@ def test_sdk_role_runs_unchanged(cluster: Cluster, namespace: str, sdk_operator:
 
     def settled() -> dict | None:
         obj = cluster.get("memcached", "mc", namespace)
-        conds = conditions(obj)
+        conds = conditions_of(obj)
         done = conds.get("Successful", {}).get("status") == "True" and conds["Running"]["reason"] == "Successful"
         return obj if done else None
 
@@ -85,7 +74,7 @@ def test_sdk_role_runs_unchanged(cluster: Cluster, namespace: str, sdk_operator:
     status = obj["status"]
     # What the role wrote with k8s_status survives the operator's own status write.
     assert status["buckets"] == 3
-    conds = conditions(obj)
+    conds = conditions_of(obj)
     assert conds["BucketsReady"]["reason"] == "Provisioned"
     assert conds["Running"]["reason"] == "Successful"
     assert conds["Running"]["message"] == "Awaiting next reconciliation"
@@ -99,7 +88,7 @@ def test_failure_sets_condition_and_warning_event(cluster: Cluster, namespace: s
     cluster.apply(memcached("broken", fail_with="the disk is full"), namespace)
 
     def failed() -> dict | None:
-        return conditions(cluster.get("memcached", "broken", namespace)).get("Failure")
+        return conditions_of(cluster.get("memcached", "broken", namespace)).get("Failure")
 
     failure = wait_for(failed, what="the Failure condition", timeout=90)
     assert failure["status"] == "True" and failure["reason"] == "Failed"
@@ -117,8 +106,8 @@ def test_failure_sets_condition_and_warning_event(cluster: Cluster, namespace: s
     # Fixing the spec clears the failure; other objects were never blocked meanwhile.
     cluster.kubectl("patch", "memcached", "broken", "-n", namespace, "--type=merge", "-p",
                     '{"spec":{"fail_with":""}}')
-    wait_for(lambda: "Failure" not in conditions(cluster.get("memcached", "broken", namespace))
-             and conditions(cluster.get("memcached", "broken", namespace)).get("Successful"),
+    wait_for(lambda: "Failure" not in conditions_of(cluster.get("memcached", "broken", namespace))
+             and conditions_of(cluster.get("memcached", "broken", namespace)).get("Successful"),
              what="the failure to clear", timeout=90)
     sdk_operator.assert_alive()
 
@@ -126,12 +115,12 @@ def test_failure_sets_condition_and_warning_event(cluster: Cluster, namespace: s
 def test_finalizer_runs_then_lets_go(cluster: Cluster, namespace: str, sdk_operator: OperatorProcess) -> None:
     cluster.kubectl("create", "configmap", "gone-finalized", "-n", namespace)
     cluster.apply(memcached("gone", fail_finalizer="not yet"), namespace)
-    wait_for(lambda: conditions(cluster.get("memcached", "gone", namespace)).get("Successful"),
+    wait_for(lambda: conditions_of(cluster.get("memcached", "gone", namespace)).get("Successful"),
              what="the first reconcile", timeout=90)
 
     cluster.kubectl("delete", "memcached", "gone", "-n", namespace, "--wait=false")
     # A failing finalizer keeps the object and says why.
-    failure = wait_for(lambda: conditions(cluster.get("memcached", "gone", namespace)).get("Failure"),
+    failure = wait_for(lambda: conditions_of(cluster.get("memcached", "gone", namespace)).get("Failure"),
                        what="the finalizer's Failure", timeout=90)
     assert "finalizer refused: not yet" in failure["message"]
     assert cluster.get("memcached", "gone", namespace) is not None
@@ -163,7 +152,7 @@ def test_dependent_change_reconciles_the_owner(cluster: Cluster, namespace: str,
 
 def test_many_updates_coalesce(cluster: Cluster, namespace: str, sdk_operator: OperatorProcess) -> None:
     cluster.apply(memcached("busy", sizeK8sBuckets=0), namespace)
-    wait_for(lambda: conditions(cluster.get("memcached", "busy", namespace)).get("Successful"),
+    wait_for(lambda: conditions_of(cluster.get("memcached", "busy", namespace)).get("Successful"),
              what="the first reconcile", timeout=90)
     runs_before = sdk_operator.log().count("reconciled Memcached " + namespace + "/busy")
     for n in range(1, 21):
@@ -171,7 +160,7 @@ def test_many_updates_coalesce(cluster: Cluster, namespace: str, sdk_operator: O
                         json.dumps({"spec": {"sizeK8sBuckets": n}}))
     wait_for(lambda: (cluster.get("configmap", "busy-memcached", namespace) or {}).get("data", {}).get("buckets")
              == "20", what="the last spec to win", timeout=90)
-    wait_for(lambda: conditions(cluster.get("memcached", "busy", namespace)).get("Successful", {}).get("status")
+    wait_for(lambda: conditions_of(cluster.get("memcached", "busy", namespace)).get("Successful", {}).get("status")
              == "True" and cluster.get("memcached", "busy", namespace)["status"]["observedGeneration"]
              == cluster.get("memcached", "busy", namespace)["metadata"]["generation"],
              what="the last generation to be observed", timeout=90)

@@ -50,7 +50,7 @@ def test_secret_values_stay_in_the_secret(cluster: Cluster, crds: None, namespac
                     f"--from-literal=password={planted}")
     cluster.apply(example_manifest("careless", {"secret": "db-credentials"}), namespace)
 
-    operator = OperatorProcess(cluster, workdir=tmp_path, watches=watches)
+    operator = OperatorProcess(cluster, workdir=tmp_path, watches=watches, namespaces=[namespace])
     operator.start()
     try:
         failure = wait_for(lambda: failure_condition(cluster, namespace), timeout=120,

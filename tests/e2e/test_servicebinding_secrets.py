@@ -11,7 +11,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from tests.support import ROOT, Cluster, OperatorProcess, wait_for
+from tests.support import Cluster, OperatorProcess, wait_for
 
 
 def ready(cluster: Cluster, namespace: str) -> bool:
@@ -44,7 +44,7 @@ def test_bound_secret_values_stay_in_the_secret(cluster: Cluster, crds: None, na
                  "env": [{"name": "DB_PASSWORD", "key": "password"}]}}), namespace)
 
     # The most talkative Ansible there is, so that anything not marked no_log would show.
-    operator = OperatorProcess(cluster, workdir=tmp_path, watches=ROOT / "watches.yaml",
+    operator = OperatorProcess(cluster, workdir=tmp_path, namespaces=[namespace],
                                args=["--ansible-verbosity", "4"])
     operator.start()
     try:

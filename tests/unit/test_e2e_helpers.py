@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tests.e2e.test_servicebinding import wait_ready
+from tests.e2e.servicebindings import wait_ready
 
 
 def binding(reason: str, ready: str, bound: str | None) -> dict[str, Any]:
