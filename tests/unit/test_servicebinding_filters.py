@@ -21,6 +21,7 @@ from tests.support import ROOT
 sys.path.insert(0, str(ROOT / "collections"))
 
 from ansible_collections.playbook_operator.bindings.plugins.filter import servicebinding as f
+from ansible_collections.playbook_operator.bindings.plugins.module_utils import jsonpath
 
 NS = "apps"
 UID = "0b0b0b0b-0000-4000-8000-000000000001"
@@ -209,9 +210,9 @@ def test_a_path_through_a_scalar_is_an_error() -> None:
 
 
 def test_paths_parse() -> None:
-    assert f.parse_path(".spec.template.spec.volumes") == ["spec", "template", "spec", "volumes"]
-    assert f.parse_path(".spec['template'].spec[\"volumes\"]") == ["spec", "template", "spec", "volumes"]
-    assert f.parse_path("{.spec.containers[*]}", fixed=False) == ["spec", "containers", "*"]
+    assert jsonpath.parse_path(".spec.template.spec.volumes") == ["spec", "template", "spec", "volumes"]
+    assert jsonpath.parse_path(".spec['template'].spec[\"volumes\"]") == ["spec", "template", "spec", "volumes"]
+    assert jsonpath.parse_path("{.spec.containers[*]}", fixed=False) == ["spec", "containers", "*"]
     assert f.mapping_name("apps/v1", "Deployment") == "deployments.apps"
     assert f.mapping_name("example.com/v1", "Policy") == "policies.example.com"
     assert f.mapping_name("example.com/v1", "Class") == "classes.example.com"

@@ -16,6 +16,7 @@ import json
 import math
 import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any
 
@@ -305,6 +306,96 @@ def podset_rollout(
     they are counted as the target's and get its hash label instead of being replaced. Apply
     in this order: revisions, adopt, release, relabel, create, delete, status, Events, prune.
     """
+    facts = _read(podset, pods, revisions, now)
+    plan = _empty_plan(facts)
+    owner_ref = dict(owner or {})
+    spec_hash = podset_template_hash(facts.template, facts.collisions)
+    if _hash_collides(facts, spec_hash):
+        return _count_the_collision(plan, facts)
+    target = _choose_target(facts, spec_hash)
+    plan["revisions"].update(_record_the_target(facts, target, owner_ref))
+    split = _split_pods(facts, target)
+    plan["relabel"] = _relabel(split, target)
+    plan["create"], plan["delete"] = _scale(facts, target, split)
+    plan["create_template"] = _pod_template(target.template, target.hash)
+    progressing, missed = _progress(facts, target, split, plan)
+    if missed:
+        # Go back now rather than on the next reconcile.
+        return _retarget(podset, pods, revisions, facts.moment, owner, missed, plan)
+    available = _available_condition(facts, split)
+    _look_again_when_available(facts, split, plan)
+    new_current = target.name if split.complete else target.current
+    plan["status"] = _rollout_status(target, split, new_current)
+    plan["conditions"] = [progressing, available]
+    plan["target"] = {"name": target.name, "hash": target.hash}
+    plan["revisions"]["prune"] = _prune(
+        facts.revisions, {target.name, new_current, target.failed}, pods, podset,
+        int(facts.spec.get("revisionHistoryLimit", 10)),
+    )
+    return _finish(plan)
+
+
+# --- the rollout, step by step -------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Facts:
+    """What a reconcile reads off the PodSet, its pods and its revision records."""
+
+    podset: Mapping[str, Any]
+    spec: Mapping[str, Any]
+    status: Mapping[str, Any]
+    moment: datetime.datetime
+    name: str
+    classes: dict[str, list[Pod]]
+    base: dict[str, Any]  # podset_plan's answer
+    revisions: list[Revision]  # the PodSet's own, oldest first
+    by_name: dict[str, Revision]
+    max_number: int
+    template: Any
+    collisions: int
+    replicas: int
+    min_ready: int
+    deadline: int
+    paused: bool
+    rollback_enabled: bool
+    recreate: bool
+    bounds: dict[str, int]
+
+
+@dataclass(frozen=True)
+class _Target:
+    """The revision the pods should have, and what the status said about revisions before."""
+
+    spec_revision: str  # the revision of the template in spec
+    spec_hash: str
+    current: str  # the last revision fully rolled out, if it still exists
+    failed: str  # the revision rolled back from, while the template is still that one
+    previous_update: str
+    before: Mapping[str, Any]  # the Progressing condition as read
+    rolled_back: bool
+    name: str
+    record: Revision | None
+    template: Any
+    hash: str
+
+
+@dataclass(frozen=True)
+class _Split:
+    """The active pods (owned or adopted now), split into the target's and older ones."""
+
+    active: list[Pod]
+    running_target: list[Pod]  # without a revision label, but running the target's template
+    new: list[Pod]
+    old: list[Pod]
+    available: list[Pod]
+    new_available: list[Pod]
+    min_available: int
+    complete: bool  # every replica is the target's and available, no old pod left
+    settled: bool  # no old pod left, and the rollout done now or earlier
+
+
+def _read(podset: Mapping[str, Any], pods: Sequence[Pod], revisions: Sequence[Revision], now: Any) -> _Facts:
     spec = _spec(podset)
     meta = _meta(podset)
     status = podset.get("status") or {}
@@ -313,20 +404,32 @@ def podset_rollout(
     classes = podset_classify(pods, podset)
     base = plan_from_classes(podset, classes, moment)
     owned_revisions = podset_revisions(revisions, podset)
-    by_name = {_name(r): r for r in owned_revisions}
-    max_number = max((_revision_number(r) for r in owned_revisions), default=0)
-    template = spec.get("template") or {}
-    collisions = int(status.get("collisionCount") or 0)
-    replicas = _replicas(spec)
-    min_ready = int(spec.get("minReadySeconds") or 0)
-    deadline = int(spec.get("progressDeadlineSeconds") or 600)
-    paused = bool(spec.get("paused"))
-    rollback_enabled = bool((spec.get("rollback") or {}).get("enabled", True))
-    recreate = (spec.get("strategy") or {}).get("type") == "Recreate"
-    bounds = podset_rolling_bounds(podset)
+    return _Facts(
+        podset=podset,
+        spec=spec,
+        status=status,
+        moment=moment,
+        name=name,
+        classes=classes,
+        base=base,
+        revisions=owned_revisions,
+        by_name={_name(r): r for r in owned_revisions},
+        max_number=max((_revision_number(r) for r in owned_revisions), default=0),
+        template=spec.get("template") or {},
+        collisions=int(status.get("collisionCount") or 0),
+        replicas=_replicas(spec),
+        min_ready=int(spec.get("minReadySeconds") or 0),
+        deadline=int(spec.get("progressDeadlineSeconds") or 600),
+        paused=bool(spec.get("paused")),
+        rollback_enabled=bool((spec.get("rollback") or {}).get("enabled", True)),
+        recreate=(spec.get("strategy") or {}).get("type") == "Recreate",
+        bounds=podset_rolling_bounds(podset),
+    )
 
-    plan: dict[str, Any] = {
-        **base,
+
+def _empty_plan(facts: _Facts) -> dict[str, Any]:
+    return {
+        **facts.base,
         "create": 0,
         "delete": [],
         "create_template": {},
@@ -334,239 +437,316 @@ def podset_rollout(
         "revisions": {"create": [], "renumber": [], "prune": []},
         "events": [],
         "requeue_after": 0,
-        "bounds": bounds,
+        "bounds": facts.bounds,
     }
-    owner_ref = dict(owner or {})
 
-    # The template's revision. A record of that name with another template is a hash collision:
-    # count it in status and plan nothing else; the next reconcile hashes with the new count.
-    spec_hash = podset_template_hash(template, collisions)
-    spec_revision = f"{name}-{spec_hash}"
-    existing = by_name.get(spec_revision)
-    if existing is not None and podset_revision_template(existing) != template:
-        plan["status"] = {"collisionCount": collisions + 1}
-        plan["conditions"] = []
-        plan["requeue_after"] = 1
-        plan["target"] = {}
-        return plan
 
+def _hash_collides(facts: _Facts, spec_hash: str) -> bool:
+    """A record named for the template's hash keeps another template."""
+    existing = facts.by_name.get(f"{facts.name}-{spec_hash}")
+    return existing is not None and podset_revision_template(existing) != facts.template
+
+
+def _count_the_collision(plan: dict[str, Any], facts: _Facts) -> dict[str, Any]:
+    """Count a hash collision in status and plan nothing else; the next reconcile hashes with
+    the new count."""
+    plan["status"] = {"collisionCount": facts.collisions + 1}
+    plan["conditions"] = []
+    plan["requeue_after"] = 1
+    plan["target"] = {}
+    return plan
+
+
+def _choose_target(facts: _Facts, spec_hash: str) -> _Target:
+    """The template's revision, unless it already failed and was rolled back from (then the
+    PodSet stays on the revision it went back to until the template changes again), or the
+    PodSet is paused (then missing pods come from the revision that was being rolled out)."""
+    status, by_name = facts.status, facts.by_name
+    spec_revision = f"{facts.name}-{spec_hash}"
     current = str(status.get("currentRevision") or "")
     current = current if current in by_name else ""
     failed = str(status.get("failedRevision") or "")
     previous_update = str(status.get("updateRevision") or "")
-    progressing_before = _condition(status, "Progressing")
-
-    # The target: the template's revision, unless it already failed and was rolled back from
-    # (then the PodSet stays on the revision it went back to until the template changes again).
-    rolled_back = bool(failed) and failed == spec_revision and bool(current) and rollback_enabled
+    before = _condition(status, "Progressing")
+    rolled_back = bool(failed) and failed == spec_revision and bool(current) and facts.rollback_enabled
     if failed and not rolled_back:
         failed = ""
     if rolled_back:
-        target_name = current
-    elif paused and previous_update in by_name:
-        # Paused: a template change does not start a rollout; missing pods come from the
-        # revision that was being rolled out.
-        target_name = previous_update
+        name = current
+    elif facts.paused and previous_update in by_name:
+        name = previous_update
     else:
-        target_name = spec_revision
-    target_record = by_name.get(target_name)
-    target_template = template if target_name == spec_revision else podset_revision_template(target_record or {})
-    target_hash = str(_labels(target_record or {}).get(HASH_LABEL) or target_name.rsplit("-", 1)[-1])
+        name = spec_revision
+    record = by_name.get(name)
+    return _Target(
+        spec_revision=spec_revision,
+        spec_hash=spec_hash,
+        current=current,
+        failed=failed,
+        previous_update=previous_update,
+        before=before,
+        rolled_back=rolled_back,
+        name=name,
+        record=record,
+        template=facts.template if name == spec_revision else podset_revision_template(record or {}),
+        hash=str(_labels(record or {}).get(HASH_LABEL) or name.rsplit("-", 1)[-1]),
+    )
 
-    if target_record is None and target_name == spec_revision and not _being_deleted(podset):
-        plan["revisions"]["create"].append(
-            _revision_manifest(podset, spec_revision, spec_hash, template, max_number + 1, owner_ref)
-        )
-    elif (
-        target_name == spec_revision
-        and target_name != previous_update
-        and target_record is not None
-        and _revision_number(target_record) < max_number
+
+def _record_the_target(facts: _Facts, target: _Target, owner_ref: Mapping[str, Any]) -> dict[str, list[Any]]:
+    """A record for a new template; an old template that is back (an undo, or the user's own
+    revert) becomes the newest revision again, as a Deployment renumbers the ReplicaSet it goes
+    back to."""
+    if target.record is None and target.name == target.spec_revision and not _being_deleted(facts.podset):
+        manifest = _revision_manifest(facts.podset, target.spec_revision, target.spec_hash, facts.template,
+                                      facts.max_number + 1, owner_ref)
+        return {"create": [manifest]}
+    if (
+        target.name == target.spec_revision
+        and target.name != target.previous_update
+        and target.record is not None
+        and _revision_number(target.record) < facts.max_number
     ):
-        # An old template is back (an undo, or the user's own revert): it becomes the newest
-        # revision again, as a Deployment renumbers the ReplicaSet it goes back to.
-        plan["revisions"]["renumber"].append({"name": target_name, "revision": max_number + 1})
+        return {"renumber": [{"name": target.name, "revision": facts.max_number + 1}]}
+    return {}
 
-    # Which of the active pods (owned or adopted now, as podset_plan counts them) are the
-    # target's and which are older. A pod without a revision label (an orphan made by hand,
-    # a pod made before revisions existed) that already runs the target's template is the
-    # target's: it gets the label and stays, as a ReplicaSet keeps the pods it adopts.
-    leaving = _being_deleted(podset)
-    active = [*classes["owned"], *classes["to_adopt"]]
-    running_target = [] if leaving or not isinstance(target_template, Mapping) else [
-        p for p in active if _pod_hash(p) is None and podset_runs_template(p, target_template)
+
+def _split_pods(facts: _Facts, target: _Target) -> _Split:
+    """Which of the active pods (owned or adopted now, as podset_plan counts them) are the
+    target's and which are older. A pod without a revision label (an orphan made by hand, a pod
+    made before revisions existed) that already runs the target's template is the target's: it
+    gets the label and stays, as a ReplicaSet keeps the pods it adopts."""
+    moment, min_ready, replicas = facts.moment, facts.min_ready, facts.replicas
+    active = [*facts.classes["owned"], *facts.classes["to_adopt"]]
+    running_target = [] if _being_deleted(facts.podset) or not isinstance(target.template, Mapping) else [
+        p for p in active if _pod_hash(p) is None and podset_runs_template(p, target.template)
     ]
-    plan["relabel"] = [{"name": _name(p), "labels": {HASH_LABEL: target_hash}}
-                       for p in sorted(running_target, key=_name)]
     relabelled = {_name(p) for p in running_target}
-    new = [p for p in active if _pod_hash(p) == target_hash or _name(p) in relabelled]
-    old = [p for p in active if _pod_hash(p) != target_hash and _name(p) not in relabelled]
+    new = [p for p in active if _pod_hash(p) == target.hash or _name(p) in relabelled]
+    old = [p for p in active if _pod_hash(p) != target.hash and _name(p) not in relabelled]
     available = [p for p in active if podset_is_ready(p, min_ready, moment)]
     new_available = [p for p in new if podset_is_ready(p, min_ready, moment)]
-    total = len(active)
-    min_available = max(0, replicas - bounds["maxUnavailable"])
-
     complete = len(new) == replicas and len(new_available) == replicas and not old
-    settled = not old and (complete or current == target_name)
+    return _Split(
+        active=active,
+        running_target=running_target,
+        new=new,
+        old=old,
+        available=available,
+        new_available=new_available,
+        min_available=max(0, replicas - facts.bounds["maxUnavailable"]),
+        complete=complete,
+        settled=not old and (complete or target.current == target.name),
+    )
+
+
+def _relabel(split: _Split, target: _Target) -> list[dict[str, Any]]:
+    return [{"name": _name(p), "labels": {HASH_LABEL: target.hash}} for p in sorted(split.running_target, key=_name)]
+
+
+def _scale(facts: _Facts, target: _Target, split: _Split) -> tuple[int, list[str]]:
+    """How many pods of the target to create and which pods to delete, within the strategy's
+    bounds; nothing while the PodSet is being deleted."""
+    if _being_deleted(facts.podset):
+        return 0, []
+    if facts.recreate and not facts.paused:
+        create, delete = _recreate(facts, target, split)
+    elif facts.paused:
+        create, delete = max(0, facts.replicas - len(split.active)), []
+    else:
+        create, delete = _roll(facts, split)
+    if len(split.new) > facts.replicas:
+        surplus = len(split.new) - facts.replicas
+        delete += [_name(p) for p in podset_rank_for_deletion(split.new, facts.moment)[:surplus]]
+    return create, delete
+
+
+def _recreate(facts: _Facts, target: _Target, split: _Split) -> tuple[int, list[str]]:
+    """Every old pod goes, and only once none is left (nor still terminating) do new ones come."""
+    if split.old:
+        return 0, [_name(p) for p in podset_rank_for_deletion(split.old, facts.moment)]
+    if all(_pod_hash(p) == target.hash for p in facts.classes["terminating"]):
+        return max(0, facts.replicas - len(split.new)), []
+    return 0, []
+
+
+def _roll(facts: _Facts, split: _Split) -> tuple[int, list[str]]:
+    """A rolling update step: new pods up to maxSurge above spec.replicas, then old pods down to
+    maxUnavailable below it, unhealthy ones first."""
+    moment, min_ready, replicas, bounds = facts.moment, facts.min_ready, facts.replicas, facts.bounds
+    total = len(split.active)
     create = 0
     delete: list[str] = []
-    if not leaving:
-        if recreate and not paused:
-            if old:
-                delete = [_name(p) for p in podset_rank_for_deletion(old, moment)]
-            elif all(_pod_hash(p) == target_hash for p in classes["terminating"]):
-                create = max(0, replicas - len(new))
-        elif paused:
-            create = max(0, replicas - total)
-        else:
-            if len(new) < replicas:
-                create = min(replicas - len(new), max(0, replicas + bounds["maxSurge"] - total))
-            new_unavailable = len(new) - len(new_available)
-            max_scaled_down = total - min_available - new_unavailable
-            if old and max_scaled_down > 0:
-                ranked_old = podset_rank_for_deletion(old, moment)
-                unhealthy = [p for p in ranked_old if not podset_is_ready(p, min_ready, moment)]
-                cleanup = unhealthy[:max_scaled_down]
-                can_go = min(max_scaled_down - len(cleanup), len(available) - min_available)
-                healthy = [p for p in ranked_old if podset_is_ready(p, min_ready, moment)]
-                delete = [_name(p) for p in cleanup] + [_name(p) for p in healthy[: max(0, can_go)]]
-        if len(new) > replicas:
-            delete += [_name(p) for p in podset_rank_for_deletion(new, moment)[: len(new) - replicas]]
-    plan["create"] = create
-    plan["delete"] = delete
-    plan["create_template"] = _pod_template(target_template, target_hash)
+    if len(split.new) < replicas:
+        create = min(replicas - len(split.new), max(0, replicas + bounds["maxSurge"] - total))
+    new_unavailable = len(split.new) - len(split.new_available)
+    max_scaled_down = total - split.min_available - new_unavailable
+    if split.old and max_scaled_down > 0:
+        ranked_old = podset_rank_for_deletion(split.old, moment)
+        unhealthy = [p for p in ranked_old if not podset_is_ready(p, min_ready, moment)]
+        cleanup = unhealthy[:max_scaled_down]
+        can_go = min(max_scaled_down - len(cleanup), len(split.available) - split.min_available)
+        healthy = [p for p in ranked_old if podset_is_ready(p, min_ready, moment)]
+        delete = [_name(p) for p in cleanup] + [_name(p) for p in healthy[: max(0, can_go)]]
+    return create, delete
 
-    # Progress, the deadline and the rollback.
-    counts = base["counts"]
-    updated = len(new)
-    progressed = (
-        target_name != previous_update
-        or updated > int(status.get("updatedReplicas") or 0)
-        or counts["readyReplicas"] > int(status.get("readyReplicas") or 0)
-        or counts["availableReplicas"] > int(status.get("availableReplicas") or 0)
-        or len(old) < int(status.get("replicas") or 0) - int(status.get("updatedReplicas") or 0)
-    )
-    last_progress = _parse_time(progressing_before.get("lastHeartbeatTime"), "lastHeartbeatTime")
-    since_progress = (moment - last_progress).total_seconds() if last_progress else 0.0
-    progressing: dict[str, Any]
-    if rolled_back:
-        progressing = _rolled_back_condition(failed, current, by_name, deadline, progressing_before)
-    elif paused:
-        progressing = {
-            "type": "Progressing",
-            "status": "Unknown",
-            "reason": "DeploymentPaused",
-            "message": "PodSet is paused; template changes are not rolled out",
-        }
-    elif settled:
-        # Done, or a rollout done earlier and now only scaling or replacing pods: no deadline.
-        progressing = {
-            "type": "Progressing",
-            "status": "True",
-            "reason": "NewReplicaSetAvailable",
-            "message": f'PodSet "{name}" has successfully progressed to revision {target_name}.',
-        }
-        if progressing_before.get("reason") == "NewReplicaSetAvailable" and progressing_before.get("lastHeartbeatTime"):
-            progressing["lastHeartbeatTime"] = progressing_before["lastHeartbeatTime"]
-        else:
-            progressing["lastHeartbeatTime"] = _rfc3339(moment)
-    elif (
+
+def _progress(facts: _Facts, target: _Target, split: _Split, plan: dict[str, Any]) -> tuple[dict[str, Any], str]:
+    """The Progressing condition: progress, the deadline and the rollback. Events and when to
+    look again go into `plan`. The second value names the revision that has just missed its
+    deadline when the PodSet must go back from it now ("" otherwise)."""
+    before = target.before
+    progressed = _progressed(facts, target, split)
+    last_progress = _parse_time(before.get("lastHeartbeatTime"), "lastHeartbeatTime")
+    since_progress = (facts.moment - last_progress).total_seconds() if last_progress else 0.0
+    if target.rolled_back:
+        return _rolled_back_condition(target.failed, target.current, facts.by_name, facts.deadline, before), ""
+    if facts.paused:
+        return _paused_condition(), ""
+    if split.settled:
+        return _complete_condition(facts, target), ""
+    if (
         not progressed
         and last_progress is not None
-        and since_progress > deadline
-        and progressing_before.get("reason") in ("NewReplicaSetCreated", "ReplicaSetUpdated")
+        and since_progress > facts.deadline
+        and before.get("reason") in ("NewReplicaSetCreated", "ReplicaSetUpdated")
     ):
-        if rollback_enabled and current and current != target_name:
-            failed = target_name
-            progressing = _rolled_back_condition(failed, current, by_name, deadline, progressing_before)
-            progressing["lastHeartbeatTime"] = _rfc3339(moment)
-            plan["events"].append(
-                {
-                    "reason": "RolledBack",
-                    "type": "Warning",
-                    "suffix": f"rolledback.{target_hash}",
-                    "message": (
-                        f"Rolled back from revision {_number_of(by_name, target_name)} ({target_name}) "
-                        f"to revision {_number_of(by_name, current)} ({current}): its pods were not "
-                        f"available within progressDeadlineSeconds ({deadline}s)"
-                    ),
-                }
-            )
-            # Go back now rather than on the next reconcile.
-            return _retarget(podset, pods, revisions, moment, owner, failed, plan)
-        progressing = {
-            "type": "Progressing",
-            "status": "False",
-            "reason": "ProgressDeadlineExceeded",
-            "message": f'PodSet "{name}" revision {target_name} has timed out progressing.',
-            "lastHeartbeatTime": progressing_before.get("lastHeartbeatTime"),
-        }
-        plan["events"].append(
-            {
-                "reason": "ProgressDeadlineExceeded",
-                "type": "Warning",
-                "suffix": f"deadline.{target_hash}",
-                "message": (
-                    f"Revision {target_name} made no progress for {deadline}s"
-                    + ("" if rollback_enabled else "; rollback is disabled, so the rollout goes on")
-                    + ("" if current else "; there is no healthy revision to go back to")
-                ),
-            }
-        )
-    elif (
-        progressing_before.get("reason") == "ProgressDeadlineExceeded"
-        and not progressed
-        and target_name == previous_update
-    ):
-        progressing = dict(progressing_before)
-    else:
-        reason = "NewReplicaSetCreated" if target_name != previous_update else "ReplicaSetUpdated"
-        progressing = {
-            "type": "Progressing",
-            "status": "True",
-            "reason": reason,
-            "message": f'PodSet "{name}" is progressing to revision {target_name}.',
-            "lastHeartbeatTime": _rfc3339(moment)
-            if progressed or last_progress is None
-            else progressing_before.get("lastHeartbeatTime"),
-        }
-        if progressing_before.get("reason") == reason and not progressed:
-            progressing["lastHeartbeatTime"] = progressing_before.get("lastHeartbeatTime")
-        remaining = deadline - (0.0 if progressed else since_progress)
-        plan["requeue_after"] = _soonest(plan["requeue_after"], remaining + 1)
+        if facts.rollback_enabled and target.current and target.current != target.name:
+            plan["events"].append(_rolled_back_event(facts, target))
+            return {}, target.name
+        plan["events"].append(_deadline_event(facts, target))
+        return _timed_out_condition(facts, target), ""
+    if before.get("reason") == "ProgressDeadlineExceeded" and not progressed and target.name == target.previous_update:
+        return dict(before), ""
+    progressing = _progressing_condition(facts, target, progressed, last_progress)
+    remaining = facts.deadline - (0.0 if progressed else since_progress)
+    plan["requeue_after"] = _soonest(plan["requeue_after"], remaining + 1)
+    return progressing, ""
 
-    available_condition = (
-        {
+
+def _progressed(facts: _Facts, target: _Target, split: _Split) -> bool:
+    """Whether anything moved since the status was written: a new target, more updated, ready
+    or available pods, fewer old ones."""
+    status, counts = facts.status, facts.base["counts"]
+    return (
+        target.name != target.previous_update
+        or len(split.new) > int(status.get("updatedReplicas") or 0)
+        or counts["readyReplicas"] > int(status.get("readyReplicas") or 0)
+        or counts["availableReplicas"] > int(status.get("availableReplicas") or 0)
+        or len(split.old) < int(status.get("replicas") or 0) - int(status.get("updatedReplicas") or 0)
+    )
+
+
+def _paused_condition() -> dict[str, Any]:
+    return {
+        "type": "Progressing",
+        "status": "Unknown",
+        "reason": "DeploymentPaused",
+        "message": "PodSet is paused; template changes are not rolled out",
+    }
+
+
+def _complete_condition(facts: _Facts, target: _Target) -> dict[str, Any]:
+    """Done, or a rollout done earlier and now only scaling or replacing pods: no deadline."""
+    before = target.before
+    progressing: dict[str, Any] = {
+        "type": "Progressing",
+        "status": "True",
+        "reason": "NewReplicaSetAvailable",
+        "message": f'PodSet "{facts.name}" has successfully progressed to revision {target.name}.',
+    }
+    if before.get("reason") == "NewReplicaSetAvailable" and before.get("lastHeartbeatTime"):
+        progressing["lastHeartbeatTime"] = before["lastHeartbeatTime"]
+    else:
+        progressing["lastHeartbeatTime"] = _rfc3339(facts.moment)
+    return progressing
+
+
+def _rolled_back_event(facts: _Facts, target: _Target) -> dict[str, Any]:
+    return {
+        "reason": "RolledBack",
+        "type": "Warning",
+        "suffix": f"rolledback.{target.hash}",
+        "message": (
+            f"Rolled back from revision {_number_of(facts.by_name, target.name)} ({target.name}) "
+            f"to revision {_number_of(facts.by_name, target.current)} ({target.current}): its pods were not "
+            f"available within progressDeadlineSeconds ({facts.deadline}s)"
+        ),
+    }
+
+
+def _timed_out_condition(facts: _Facts, target: _Target) -> dict[str, Any]:
+    return {
+        "type": "Progressing",
+        "status": "False",
+        "reason": "ProgressDeadlineExceeded",
+        "message": f'PodSet "{facts.name}" revision {target.name} has timed out progressing.',
+        "lastHeartbeatTime": target.before.get("lastHeartbeatTime"),
+    }
+
+
+def _deadline_event(facts: _Facts, target: _Target) -> dict[str, Any]:
+    return {
+        "reason": "ProgressDeadlineExceeded",
+        "type": "Warning",
+        "suffix": f"deadline.{target.hash}",
+        "message": (
+            f"Revision {target.name} made no progress for {facts.deadline}s"
+            + ("" if facts.rollback_enabled else "; rollback is disabled, so the rollout goes on")
+            + ("" if target.current else "; there is no healthy revision to go back to")
+        ),
+    }
+
+
+def _progressing_condition(
+    facts: _Facts, target: _Target, progressed: bool, last_progress: datetime.datetime | None
+) -> dict[str, Any]:
+    """On its way: the heartbeat moves only with progress."""
+    before = target.before
+    reason = "NewReplicaSetCreated" if target.name != target.previous_update else "ReplicaSetUpdated"
+    progressing = {
+        "type": "Progressing",
+        "status": "True",
+        "reason": reason,
+        "message": f'PodSet "{facts.name}" is progressing to revision {target.name}.',
+        "lastHeartbeatTime": _rfc3339(facts.moment)
+        if progressed or last_progress is None
+        else before.get("lastHeartbeatTime"),
+    }
+    if before.get("reason") == reason and not progressed:
+        progressing["lastHeartbeatTime"] = before.get("lastHeartbeatTime")
+    return progressing
+
+
+def _available_condition(facts: _Facts, split: _Split) -> dict[str, Any]:
+    if facts.base["counts"]["availableReplicas"] >= split.min_available:
+        return {
             "type": "Available",
             "status": "True",
             "reason": "MinimumReplicasAvailable",
             "message": "PodSet has minimum availability.",
         }
-        if counts["availableReplicas"] >= min_available
-        else {
-            "type": "Available",
-            "status": "False",
-            "reason": "MinimumReplicasUnavailable",
-            "message": "PodSet does not have minimum availability.",
-        }
-    )
-    wait = _seconds_until_available(active, min_ready, moment)
+    return {
+        "type": "Available",
+        "status": "False",
+        "reason": "MinimumReplicasUnavailable",
+        "message": "PodSet does not have minimum availability.",
+    }
+
+
+def _look_again_when_available(facts: _Facts, split: _Split, plan: dict[str, Any]) -> None:
+    wait = _seconds_until_available(split.active, facts.min_ready, facts.moment)
     if wait is not None:
         plan["requeue_after"] = _soonest(plan["requeue_after"], wait + 1)
 
-    new_current = target_name if complete else current
-    plan["status"] = {
-        "updatedReplicas": updated,
+
+def _rollout_status(target: _Target, split: _Split, new_current: str) -> dict[str, Any]:
+    return {
+        "updatedReplicas": len(split.new),
         "currentRevision": new_current or None,
-        "updateRevision": target_name,
-        "failedRevision": failed or None,
+        "updateRevision": target.name,
+        "failedRevision": target.failed or None,
     }
-    plan["conditions"] = [progressing, available_condition]
-    plan["target"] = {"name": target_name, "hash": target_hash}
-    plan["revisions"]["prune"] = _prune(
-        owned_revisions, {target_name, new_current, failed}, pods, podset, int(spec.get("revisionHistoryLimit", 10))
-    )
-    return _finish(plan)
 
 
 def _finish(plan: dict[str, Any]) -> dict[str, Any]:
