@@ -85,6 +85,8 @@ def artifacts_root(kind: str = RUN_ARTIFACTS_DIR) -> Path:
 
 @dataclass(frozen=True)
 class BindAddress:
+    """Where an HTTP endpoint listens."""
+
     host: str | None  # None: every interface
     port: int
 
@@ -223,6 +225,8 @@ class Serving:
 
 @dataclass(frozen=True)
 class Logging:
+    """How the operator logs."""
+
     format: str = LOG_FORMAT
     """``--log-format``: ``text`` or ``json`` (one object per line)."""
     level: str = LOG_LEVEL
