@@ -112,6 +112,8 @@ def _playbook_for(target: Target, workdir: Path) -> Path:
 
 
 def _collections_path(env: Mapping[str, str]) -> str:
+    # The run's environment, handed on from the operator's with the in-tree collections first
+    # (runner.settings lists the modules that may read the environment, and why).
     paths = [str(IN_TREE_COLLECTIONS)]
     existing = env.get("ANSIBLE_COLLECTIONS_PATH") or os.environ.get("ANSIBLE_COLLECTIONS_PATH")
     if existing:

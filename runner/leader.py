@@ -18,7 +18,6 @@ import contextlib
 import copy
 import json
 import logging
-import math
 import os
 import random
 import signal
@@ -33,17 +32,10 @@ from pathlib import Path
 from typing import Any, NoReturn, Protocol
 
 from runner.metrics import Metrics, gvk_label
+from runner.settings import JITTER, RENEW_DEADLINE, Timings
 
 log = logging.getLogger("playbook_operator.leader")
 
-# controller-runtime's defaults (and the SDK's --leader-elect-lease-duration / -renew-deadline).
-LEASE_DURATION = 15.0
-RENEW_DEADLINE = 10.0
-RETRY_PERIOD = 2.0
-# client-go's JitterFactor: standbys retry after retry_period * [1, 1 + JITTER).
-JITTER = 1.2
-
-SERVICE_ACCOUNT_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
 LEASE_ID_SUFFIX = "-playbook-operator"
 
 
@@ -56,30 +48,6 @@ class LeaseConflict(Exception):
 
 
 # --- the decisions -----------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Timings:
-    """Seconds. Validated as client-go validates them: lease > renew deadline > jitter * retry > 0."""
-
-    lease_duration: float = LEASE_DURATION
-    renew_deadline: float = RENEW_DEADLINE
-    retry_period: float = RETRY_PERIOD
-
-    def __post_init__(self) -> None:
-        if min(self.lease_duration, self.renew_deadline, self.retry_period) <= 0:
-            raise ValueError("lease duration, renew deadline and retry period must be positive")
-        if self.lease_duration <= self.renew_deadline:
-            raise ValueError(f"the lease duration ({self.lease_duration}s) must be longer than the renew deadline "
-                             f"({self.renew_deadline}s)")
-        if self.renew_deadline <= JITTER * self.retry_period:
-            raise ValueError(f"the renew deadline ({self.renew_deadline}s) must be longer than {JITTER} times the "
-                             f"retry period ({self.retry_period}s)")
-
-    @property
-    def lease_seconds(self) -> int:
-        """``leaseDurationSeconds`` is whole seconds: round up, never shorten the promise."""
-        return max(1, math.ceil(self.lease_duration))
 
 
 @dataclass(frozen=True)
@@ -193,16 +161,6 @@ def new_identity() -> str:
     return f"{socket.gethostname()}_{uuid.uuid4()}"
 
 
-def default_namespace(env: Mapping[str, str] = os.environ,
-                      service_account_file: Path | None = None) -> str | None:
-    """The pod's namespace (in a cluster), else POD_NAMESPACE, else None."""
-    with contextlib.suppress(OSError):
-        namespace = (service_account_file or SERVICE_ACCOUNT_NAMESPACE).read_text().strip()
-        if namespace:
-            return namespace
-    return env.get("POD_NAMESPACE") or None
-
-
 def _fnv1a_32(data: bytes) -> int:
     value = 0x811C9DC5
     for byte in data:
@@ -218,10 +176,10 @@ def default_lease_id(gvks: Iterable[tuple[str, str, str]]) -> str:
     return f"{_fnv1a_32(text.encode()):08x}{LEASE_ID_SUFFIX}"
 
 
-def lease_id(explicit: str | None, gvks: Iterable[tuple[str, str, str]],
-             env: Mapping[str, str] = os.environ) -> str:
-    """--leader-election-id, else OPERATOR_NAME (which the SDK still honours), else the default."""
-    return explicit or env.get("OPERATOR_NAME") or default_lease_id(gvks)
+def lease_id(configured: str | None, gvks: Iterable[tuple[str, str, str]]) -> str:
+    """The configured name (--leader-election-id, else OPERATOR_NAME, which the SDK still honours:
+    `LeaderElection.id`), else the default."""
+    return configured or default_lease_id(gvks)
 
 
 # --- the apiserver -----------------------------------------------------------------------------------

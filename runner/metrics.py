@@ -24,7 +24,6 @@ The project's own, per watch (labels ``group``, ``version``, ``kind``):
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -42,8 +41,6 @@ RESULTS = (SUCCEEDED, FAILED)
 
 # Task outcomes as the Ansible recap counts them ("ignored" is a failure the task tolerated).
 TASK_OUTCOMES = ("ok", "changed", "failed", "skipped", "ignored")
-
-COMMIT_ENV = "PLAYBOOK_OPERATOR_COMMIT"
 
 # prometheus/client_golang's DefBuckets: the SDK's histogram uses them, and dashboards
 # that read its buckets expect the same edges.
@@ -116,11 +113,12 @@ class Metrics:
     """The operator's metrics, in a registry of their own (never the process-global one)."""
 
     def __init__(self, *, version: str = __version__, commit: str | None = None) -> None:
+        """`commit` is the build's (`OperatorSettings.commit`); without one, build info says unknown."""
         self.registry = CollectorRegistry()
         reg = self.registry
         self.build_info = Gauge("ansible_operator_build_info", "Build information for the ansible-operator binary",
                                 ["commit", "version"], registry=reg)
-        self.build_info.labels(commit=commit or os.environ.get(COMMIT_ENV) or "unknown", version=version).set(1)
+        self.build_info.labels(commit=commit or "unknown", version=version).set(1)
         self.reconcile_result = Gauge("ansible_operator_reconcile_result", "Gauge of reconciles and their results.",
                                       ["GVK", "result"], registry=reg)
         self.reconciles = Histogram("ansible_operator_reconciles", "How long in seconds a reconcile takes.",

@@ -3,51 +3,24 @@ the kubelet's probes. One small aiohttp server on the event loop the operator ru
 answer from ``/healthz`` is itself the proof that the loop is alive.
 
 Addresses are spelt as controller-runtime spells them: ``:8080`` is every interface,
-``127.0.0.1:8080`` (or ``[::1]:8080``) one host, and ``0`` turns the endpoint off.
+``127.0.0.1:8080`` (or ``[::1]:8080``) one host, and ``0`` turns the endpoint off; they are read
+with the other settings (``runner.settings.parse_bind_address``).
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from aiohttp import web
 
 from runner.metrics import Metrics
+from runner.settings import BindAddress
 
 log = logging.getLogger("playbook_operator.probes")
 
 # (ok, why not): what a readiness or liveness check says.
 Check = Callable[[], tuple[bool, str]]
-
-
-@dataclass(frozen=True)
-class BindAddress:
-    host: str | None  # None: every interface
-    port: int
-
-    def __str__(self) -> str:
-        host = self.host or ""
-        return f"[{host}]:{self.port}" if ":" in host else f"{host}:{self.port}"
-
-
-def parse_bind_address(text: str) -> BindAddress | None:
-    """``HOST:PORT`` or ``:PORT`` into a BindAddress; ``0`` (or nothing) into None: disabled.
-
-    Raises ValueError for anything else.
-    """
-    text = text.strip()
-    if text in ("", "0"):
-        return None
-    host, sep, port = text.rpartition(":")
-    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
-        raise ValueError(f"invalid bind address {text!r}: want HOST:PORT, :PORT or 0")
-    if host.startswith("[") and host.endswith("]"):
-        host = host[1:-1]
-    elif ":" in host:
-        raise ValueError(f"invalid bind address {text!r}: an IPv6 host goes in brackets, [::1]:PORT")
-    return BindAddress(host or None, int(port))
 
 
 def always_ok() -> tuple[bool, str]:

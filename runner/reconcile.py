@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -21,31 +20,20 @@ from runner.dependents import DependentKind, read_reported
 from runner.extravars import Overrides, build_extra_vars, object_overrides
 from runner.kube import Kube, ResourceRef
 from runner.ownerrefs import DEPENDENTS_ENV, OWNER_ENV
+from runner.settings import AnsibleSettings
 from runner.warm import WarmAnsible
 from runner.watches import Watch
 
 log = logging.getLogger("playbook_operator.reconcile")
 
 
-@dataclass(frozen=True)
-class Settings:
-    artifacts_root: Path
-    ansible_args: str = ""
-    check: bool = False
-    diff: bool = False
-    # Owner references on what roles create (the SDK proxy's --inject-owner-ref).
-    inject_owner_ref: bool = True
-    # Shims from runner.warm, or None for cold ansible-playbook and a fresh interpreter per task.
-    warm: WarmAnsible | None = None
-
-
-def run_env(settings: Settings, obj: Mapping[str, Any], dependents_file: Path | None = None) -> dict[str, str]:
+def run_env(settings: AnsibleSettings, obj: Mapping[str, Any], dependents_file: Path | None = None) -> dict[str, str]:
     """Environment for one run: the cluster to talk to and, for owner references, the owner."""
     env: dict[str, str] = {}
     if dependents_file is not None:
         env[DEPENDENTS_ENV] = str(dependents_file)
-    if os.environ.get("KUBECONFIG"):
-        env["K8S_AUTH_KUBECONFIG"] = os.environ["KUBECONFIG"]
+    if settings.kubeconfig:
+        env["K8S_AUTH_KUBECONFIG"] = settings.kubeconfig
     meta = obj.get("metadata") or {}
     if settings.inject_owner_ref and meta.get("uid"):
         env[OWNER_ENV] = json.dumps({"apiVersion": obj.get("apiVersion"), "kind": obj.get("kind"),
@@ -110,13 +98,15 @@ def _event_text(result: ansible.RunResult) -> str:
     return _failure_text(result)
 
 
-def build_run_request(settings: Settings, watch: Watch, obj: Mapping[str, Any], *, target: ansible.Target,
+def build_run_request(settings: AnsibleSettings, warm: WarmAnsible | None, watch: Watch, obj: Mapping[str, Any],
+                      *, target: ansible.Target,
                       finalizer_run: bool = False) -> tuple[ansible.RunRequest, Overrides]:
     """The Ansible run for one object, and the object's own overrides of the watch's settings.
 
     Shared by the operator and `playbook-operator reconcile`, so both run a role the same way
-    (extra vars, owner references, warm shims, artifacts)."""
-    private_dir = artifact_dir(settings.artifacts_root, watch, obj)
+    (extra vars, owner references, warm shims, artifacts). `warm` holds the shims from
+    runner.warm, or is None for a cold ansible-playbook and a fresh interpreter per task."""
+    private_dir = artifact_dir(settings.artifacts_dir, watch, obj)
     overrides = object_overrides(watch, obj)
     request = ansible.RunRequest(
         target=target,
@@ -124,13 +114,13 @@ def build_run_request(settings: Settings, watch: Watch, obj: Mapping[str, Any], 
         private_data_dir=private_dir,
         # 0 keeps every artifact directory (the SDK's annotation); ansible-runner's 0 means the same.
         max_artifacts=overrides.max_runner_artifacts,
-        verbosity=overrides.verbosity,
+        verbosity=overrides.verbosity if settings.verbosity is None else settings.verbosity,
         check=settings.check,
         diff=settings.diff,
-        extra_args=settings.ansible_args,
+        extra_args=settings.args,
         env=run_env(settings, obj, private_dir / DEPENDENTS_FILE),
-        playbook_binary=settings.warm.playbook_binary if settings.warm else None,
-        interpreter=settings.warm.python_interpreter if settings.warm else None,
+        playbook_binary=warm.playbook_binary if warm else None,
+        interpreter=warm.python_interpreter if warm else None,
     )
     return request, overrides
 
@@ -145,9 +135,10 @@ class Run:
 
 
 class Reconciler:
-    def __init__(self, kube: Kube, settings: Settings) -> None:
+    def __init__(self, kube: Kube, settings: AnsibleSettings, warm: WarmAnsible | None = None) -> None:
         self.kube = kube
         self.settings = settings
+        self.warm = warm  # the warm fork servers' shims; None runs Ansible cold
 
     async def reconcile(self, watch: Watch, ref: ResourceRef, obj: dict[str, Any]) -> Outcome:
         started = time.monotonic()
@@ -188,7 +179,7 @@ class Reconciler:
 
     async def _run(self, watch: Watch, obj: Mapping[str, Any], *, target: ansible.Target,
                    finalizer_run: bool) -> Run:
-        request, overrides = build_run_request(self.settings, watch, obj, target=target,
+        request, overrides = build_run_request(self.settings, self.warm, watch, obj, target=target,
                                                finalizer_run=finalizer_run)
         for warning in overrides.warnings:
             log.warning("%s %s/%s: %s", watch.kind, obj["metadata"].get("namespace", ""), obj["metadata"]["name"],

@@ -264,7 +264,8 @@ def env_suffix(group: str, kind: str) -> str:
 
 @dataclass(frozen=True)
 class WatchDefaults:
-    """Operator-wide defaults (from the command line) for what an entry leaves unset.
+    """Operator-wide defaults (from the command line) for what an entry leaves unset; read with
+    the other settings into ``OperatorSettings.watching.defaults``.
 
     ``reconcile_period`` is seconds or a Go duration string; ``None`` means 10h.
     """
@@ -801,7 +802,7 @@ def _read_watch(entry: _Entry, *, base_dir: Path, env: Mapping[str, str], defaul
     )
 
 
-def parse_watches(text: str, *, source: str = "watches.yaml", env: Mapping[str, str] = os.environ,
+def parse_watches(text: str, *, source: str = "watches.yaml", env: Mapping[str, str],
                   defaults: WatchDefaults | None = None,
                   base_dir: str | os.PathLike[str] | None = None) -> list[Watch]:
     """Validate watches.yaml content; see :func:`load_watches`. ``source`` names it in errors."""
@@ -832,15 +833,16 @@ def parse_watches(text: str, *, source: str = "watches.yaml", env: Mapping[str, 
     return watches
 
 
-def load_watches(path: str | os.PathLike[str], *, env: Mapping[str, str] = os.environ,
+def load_watches(path: str | os.PathLike[str], *, env: Mapping[str, str],
                  defaults: WatchDefaults | None = None,
                  base_dir: str | os.PathLike[str] | None = None) -> list[Watch]:
     """Load and validate a watches.yaml file, in file order.
 
-    ``env`` supplies ``$VAR`` expansion, the per-kind overrides, ``ANSIBLE_ROLES_PATH``,
-    ``ANSIBLE_COLLECTIONS_PATH`` and ``HOME``. Relative roles and playbooks are resolved
-    against ``base_dir``, by default the current directory (as the SDK does; in the
-    operator image that is also where watches.yaml lives). Raises :class:`WatchesError`.
+    ``env`` (``OperatorSettings.environment``) supplies ``$VAR`` expansion, the per-kind
+    overrides, ``ANSIBLE_ROLES_PATH``, ``ANSIBLE_COLLECTIONS_PATH`` and ``HOME``. Relative
+    roles and playbooks are resolved against ``base_dir``, by default the current directory
+    (as the SDK does; in the operator image that is also where watches.yaml lives). Raises
+    :class:`WatchesError`.
     """
     source = os.fspath(path)
     try:

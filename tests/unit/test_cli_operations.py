@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from runner import leader
+from runner import settings
 from runner.cli import EXIT_CONFIG, _parser, main
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -39,7 +39,7 @@ def test_durations_are_go_durations() -> None:
 def test_configuration_errors(flags: list[str], message: str, capsys: pytest.CaptureFixture[str],
                               monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("POD_NAMESPACE", raising=False)
-    monkeypatch.setattr(leader, "SERVICE_ACCOUNT_NAMESPACE", Path("/nonexistent/namespace"))
+    monkeypatch.setattr(settings, "SERVICE_ACCOUNT_NAMESPACE", Path("/nonexistent/namespace"))
     code = main(["run", "--watches-file", str(ROOT / "watches.yaml"), *flags])
     assert code == EXIT_CONFIG
     assert message in capsys.readouterr().err

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from runner import leader
+from runner import leader, settings
 from runner.leader import (
     LeaderElector,
     LeadershipLost,
@@ -131,9 +131,15 @@ def test_lease_ids() -> None:
     assert default.endswith("-playbook-operator") and len(default) == len("12345678-playbook-operator")
     assert leader.default_lease_id([example, other]) == leader.default_lease_id([other, example])
     assert leader.default_lease_id([example, other]) != default
-    assert leader.lease_id("mine", [example], env={"OPERATOR_NAME": "legacy"}) == "mine"
-    assert leader.lease_id(None, [example], env={"OPERATOR_NAME": "legacy"}) == "legacy"
-    assert leader.lease_id(None, [example], env={}) == default
+    assert leader.lease_id(election_id(["--leader-election-id", "mine"], {"OPERATOR_NAME": "legacy"}),
+                           [example]) == "mine"
+    assert leader.lease_id(election_id([], {"OPERATOR_NAME": "legacy"}), [example]) == "legacy"
+    assert leader.lease_id(election_id([], {}), [example]) == default
+
+
+def election_id(flags: list[str], env: dict[str, str]) -> str:
+    """The configured lease name, as the settings read it from the flags and the environment."""
+    return settings.parse(flags, env).leader_election.id
 
 
 def test_identity_is_host_and_uuid() -> None:
@@ -145,10 +151,10 @@ def test_identity_is_host_and_uuid() -> None:
 
 def test_the_lease_namespace(tmp_path: Path) -> None:
     account = tmp_path / "namespace"
-    assert leader.default_namespace({"POD_NAMESPACE": "from-env"}, account) == "from-env"
-    assert leader.default_namespace({}, account) is None
+    assert settings.default_lease_namespace({"POD_NAMESPACE": "from-env"}, account) == "from-env"
+    assert settings.default_lease_namespace({}, account) is None
     account.write_text("in-cluster\n")
-    assert leader.default_namespace({"POD_NAMESPACE": "from-env"}, account) == "in-cluster"
+    assert settings.default_lease_namespace({"POD_NAMESPACE": "from-env"}, account) == "in-cluster"
 
 
 def test_child_pids_from_proc(tmp_path: Path) -> None:

@@ -6,7 +6,7 @@ import pytest
 from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
 
-from runner import __version__
+from runner import __version__, settings
 from runner.metrics import Metrics, controller_name, gvk_label, task_outcome
 
 GVK = "examples.playbook-operator.io/v1alpha1, Kind=Example"
@@ -44,7 +44,7 @@ def test_build_info_is_a_gauge_with_commit_and_version() -> None:
 
 def test_build_info_commit_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PLAYBOOK_OPERATOR_COMMIT", "feedbeef")
-    _, samples = scrape(Metrics())
+    _, samples = scrape(Metrics(commit=settings.parse().commit))
     assert value(samples, "ansible_operator_build_info", commit="feedbeef", version=__version__) == 1.0
 
 

@@ -7,7 +7,8 @@ import pytest
 
 from hack.devkit import free_port
 from runner.metrics import Metrics
-from runner.probes import BindAddress, ProbeServer, parse_bind_address
+from runner.probes import ProbeServer
+from runner.settings import BindAddress, parse_bind_address
 
 
 @pytest.mark.parametrize(("text", "expected"), [
