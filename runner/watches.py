@@ -66,6 +66,8 @@ from typing import Any, NoReturn
 
 import yaml
 
+from runner.basics import durations
+
 log = logging.getLogger("playbook_operator.watches")
 
 DEFAULT_MAX_RUNNER_ARTIFACTS = 20
@@ -304,38 +306,10 @@ class WatchDefaults:
 
 # --- Go-compatible scalars ---------------------------------------------------------------------------
 
-_DURATION_UNITS = {
-    "ns": 1e-9, "us": 1e-6, "\u00b5s": 1e-6, "\u03bcs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0,
-}
-# Longer units first so "ms" is not read as "m" followed by garbage.
-_DURATION_PART = re.compile(r"([0-9]+\.?[0-9]*|\.[0-9]+)(ns|us|\u00b5s|\u03bcs|ms|s|m|h)")
 _GO_INT = re.compile(r"[+-]?[0-9]+")
 
-
-def parse_duration(text: str) -> float:
-    """Parse a Go duration (``"300ms"``, ``"1.5h"``, ``"2h45m"``, ``"-1s"``) into seconds.
-
-    Accepts what Go's ``time.ParseDuration`` accepts: an optional sign, then ``0`` or one or
-    more decimal numbers each followed by a unit (ns, us, µs, ms, s, m, h). Raises ValueError.
-    """
-    rest = text
-    sign = 1.0
-    if rest[:1] in ("+", "-"):
-        sign = -1.0 if rest[0] == "-" else 1.0
-        rest = rest[1:]
-    if rest == "0":
-        return 0.0
-    if not rest:
-        raise ValueError(f"invalid duration {text!r}")
-    total = 0.0
-    pos = 0
-    while pos < len(rest):
-        match = _DURATION_PART.match(rest, pos)
-        if match is None:
-            raise ValueError(f"invalid duration {text!r}")
-        total += float(match.group(1)) * _DURATION_UNITS[match.group(2)]
-        pos = match.end()
-    return sign * total
+# Go durations are the shared ones (`runner.basics`); a DurationError is a ValueError.
+parse_duration = durations.parse_duration
 
 
 def parse_go_int(text: str) -> int | None:

@@ -1,6 +1,7 @@
 """The in-tree operator_sdk.util collection without a cluster: condition validation and
 merging, the status merge rules (lists, replace, replace_lists), the write decision and
-conflict retries against a fake resource, Event counting, and Go durations."""
+conflict retries against a fake resource, Event counting, and requeue_after. Go durations are
+the shared ones (tests/unit/test_durations.py)."""
 
 from __future__ import annotations
 
@@ -19,10 +20,6 @@ sys.path.insert(0, str(ROOT / "collections"))
 
 from ansible.module_utils.testing import patch_module_args
 from ansible_collections.operator_sdk.util.plugins.module_utils import kube
-from ansible_collections.operator_sdk.util.plugins.module_utils.duration import (
-    DurationError,
-    parse_duration,
-)
 from ansible_collections.operator_sdk.util.plugins.module_utils.event import (
     event_name,
     next_event,
@@ -49,48 +46,6 @@ def by_type(conditions: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     return {c["type"]: c for c in conditions}
 
 
-# --- Go durations ---------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("text", "seconds"),
-    [
-        ("30s", 30.0),
-        ("1m", 60.0),
-        ("1h30m", 5400.0),
-        ("1.5h", 5400.0),
-        ("2h45m30.5s", 9930.5),
-        ("300ms", 0.3),
-        ("1500us", 0.0015),
-        ("1\u00b5s", 1e-6),
-        ("10ns", 1e-8),
-        (".5s", 0.5),
-        ("0", 0.0),
-        ("+5s", 5.0),
-    ],
-)
-def test_durations_parse_as_go_does(text: str, seconds: float) -> None:
-    assert parse_duration(text) == pytest.approx(seconds, rel=0, abs=1e-12)
-
-
-@pytest.mark.parametrize(
-    ("text", "message"),
-    [
-        ("", "expected a number and a unit"),
-        ("5", "missing unit after '5'"),
-        ("1d", "unknown unit 'd'"),
-        ("1h 30m", "unknown unit 'h '"),
-        ("h", "expected a number"),
-        ("-1s", "cannot be negative"),
-        ("1.5.3s", "missing unit"),
-        ("3000000h", "longer than Go's maximum"),
-    ],
-)
-def test_bad_durations_fail_with_a_reason(text: str, message: str) -> None:
-    with pytest.raises(DurationError, match=message):
-        parse_duration(text)
-
-
 def run_module(main: Any, args: dict[str, Any], capsys: pytest.CaptureFixture[str]) -> dict[str, Any]:
     with patch_module_args(args), pytest.raises(SystemExit):
         main()
@@ -107,6 +62,12 @@ def test_requeue_after_returns_seconds_and_changes_nothing(capsys: pytest.Captur
     bad = run_module(requeue_after.main, {"time": "soon"}, capsys)
     assert bad["failed"] is True
     assert "invalid duration 'soon'" in bad["msg"]
+
+    # Go reads a negative duration; a requeue delay cannot be one (tests/unit/test_durations.py
+    # has the parser itself).
+    negative = run_module(requeue_after.main, {"time": "-1s"}, capsys)
+    assert negative["failed"] is True
+    assert "cannot be negative" in negative["msg"]
 
 
 # --- conditions -----------------------------------------------------------------------

@@ -20,7 +20,6 @@ from runner.watches import (
     env_suffix,
     expand_env,
     load_watches,
-    parse_duration,
     parse_go_int,
     parse_watches,
     resolve_playbook,
@@ -196,23 +195,6 @@ def test_invalid_reconcile_period_names_entry_and_field(project: Path) -> None:
 def test_reconcile_period_must_be_a_non_negative_duration_string(project: Path, value: str) -> None:
     err = load_error(project, MEMCACHED + f"  reconcilePeriod: {value}\n")
     assert err.field == "reconcilePeriod"
-
-
-@pytest.mark.parametrize(("text", "seconds"), [
-    ("0", 0.0), ("-0", 0.0), ("+5m", 300.0), ("-1s", -1.0), (".5s", 0.5), ("1.s", 1.0), ("1us", 1e-6),
-    ("1\u00b5s", 1e-6), ("1\u03bcs", 1e-6), ("1ns", 1e-9), ("1h1m1s1ms", 3661.001), ("-.5m", -30.0),
-])
-def test_parse_duration_accepts_what_go_accepts(text: str, seconds: float) -> None:
-    assert parse_duration(text) == pytest.approx(seconds)
-
-
-@pytest.mark.parametrize("text", [
-    "", "1", "100", "00", "s", "1x", "1d", "1S", "1H", " 1s", "1s ", "1 s", "1e3s", ".", "1.5.5s", "+",
-    "5 minutes",
-])
-def test_parse_duration_rejects_what_go_rejects(text: str) -> None:
-    with pytest.raises(ValueError, match="invalid duration"):
-        parse_duration(text)
 
 
 @pytest.mark.parametrize(("text", "number"), [
