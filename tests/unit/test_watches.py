@@ -12,8 +12,6 @@ from runner.watches import (
     DEFAULT_RECONCILE_PERIOD,
     Finalizer,
     GroupVersionKind,
-    LabelSelector,
-    LabelSelectorRequirement,
     Watch,
     WatchDefaults,
     WatchesError,
@@ -428,36 +426,6 @@ def test_selector_renders_like_kubernetes(project: Path) -> None:
         """), "  "))
     assert watch.selector.to_selector_string() == "a=b,c in (d,e),!f"
     assert str(watch.selector) == "a=b,c in (d,e),!f"
-
-
-def test_selector_string_sorts_by_key_and_values() -> None:
-    selector = LabelSelector(
-        match_labels={"z": "1", "app.kubernetes.io/name": "web", "env": "dev"},
-        match_expressions=(LabelSelectorRequirement("tier", "NotIn", ("b", "a", "c")),
-                           LabelSelectorRequirement("env", "Exists")))
-    assert selector.to_selector_string() == "app.kubernetes.io/name=web,env=dev,env,tier notin (a,b,c),z=1"
-    assert LabelSelector().to_selector_string() == ""
-
-
-@pytest.mark.parametrize(("labels", "selected"), [
-    ({"a": "b", "c": "d"}, True),
-    ({"a": "b", "c": "e", "x": "y"}, True),
-    ({"a": "b", "c": "d", "f": ""}, False),  # f must not exist
-    ({"a": "x", "c": "d"}, False),
-    ({"c": "d"}, False),
-    ({"a": "b"}, False),  # c must be in (d, e)
-])
-def test_selector_matches(labels: dict[str, str], selected: bool) -> None:
-    selector = LabelSelector(match_labels={"a": "b"}, match_expressions=(
-        LabelSelectorRequirement("c", "In", ("d", "e")), LabelSelectorRequirement("f", "DoesNotExist")))
-    assert selector.matches(labels) is selected
-
-
-def test_not_in_and_exists_match() -> None:
-    not_in = LabelSelectorRequirement("tier", "NotIn", ("db",))
-    assert not_in.matches({}) and not_in.matches({"tier": "web"}) and not not_in.matches({"tier": "db"})
-    exists = LabelSelectorRequirement("tier", "Exists")
-    assert exists.matches({"tier": ""}) and not exists.matches({})
 
 
 def test_watch_selects_objects_by_their_labels(project: Path) -> None:
