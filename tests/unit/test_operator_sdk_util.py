@@ -1,7 +1,7 @@
 """The in-tree operator_sdk.util collection without a cluster: condition validation and
 merging, the status merge rules (lists, replace, replace_lists), the write decision and
-conflict retries against a fake resource, Event counting, and requeue_after. Go durations are
-the shared ones (tests/unit/test_durations.py)."""
+conflict retries against a fake resource, Event counting, and requeue_after. Go durations and
+condition merging are the shared ones (tests/unit/test_durations.py, test_conditions.py)."""
 
 from __future__ import annotations
 
@@ -27,7 +27,6 @@ from ansible_collections.operator_sdk.util.plugins.module_utils.event import (
 from ansible_collections.operator_sdk.util.plugins.module_utils.status import (
     StatusError,
     desired_status,
-    merge_conditions,
     merge_patch,
     now_rfc3339,
     validate_condition,
@@ -100,49 +99,6 @@ def test_condition_validation_cleans_and_accepts_the_conventions() -> None:
 def test_invalid_conditions_are_refused(condition: Any, message: str) -> None:
     with pytest.raises(StatusError, match=message):
         validate_condition(condition)
-
-
-def test_a_new_condition_gets_the_current_time_and_others_stay_in_place() -> None:
-    current = [
-        {"type": "Running", "status": "True", "lastTransitionTime": T0, "ansibleResult": {"ok": 1}},
-        {"type": "Successful", "status": "True", "lastTransitionTime": T0},
-    ]
-    merged = merge_conditions(current, [{"type": "Available", "status": "False", "reason": "PingFailed"}], T1)
-    assert [c["type"] for c in merged] == ["Running", "Successful", "Available"]
-    assert merged[0] == current[0]  # fields the operator writes are not touched
-    assert merged[2] == {
-        "type": "Available",
-        "status": "False",
-        "reason": "PingFailed",
-        "lastTransitionTime": T1,
-    }
-
-
-def test_transition_time_moves_only_when_the_status_changes() -> None:
-    ready = {"type": "Ready", "status": "True", "reason": "Up"}
-    current = [{**ready, "message": "old", "lastTransitionTime": T0}]
-
-    same = merge_conditions(current, [{**ready, "message": "new"}], T1)
-    assert same == [{**ready, "message": "new", "lastTransitionTime": T0}]
-
-    # A given lastTransitionTime does not move an unchanged condition (the SDK's own example
-    # passes the current date on every run).
-    given_time = merge_conditions(current, [{**ready, "lastTransitionTime": T1}], T1)
-    assert given_time[0]["lastTransitionTime"] == T0
-
-    flipped = merge_conditions(current, [{"type": "Ready", "status": "False", "reason": "Down"}], T1)
-    assert flipped == [{"type": "Ready", "status": "False", "reason": "Down", "lastTransitionTime": T1}]
-
-    flipped_at = merge_conditions(
-        current, [{"type": "Ready", "status": "False", "lastTransitionTime": "2024-03-03T03:03:03Z"}], T1
-    )
-    assert flipped_at[0]["lastTransitionTime"] == "2024-03-03T03:03:03Z"
-
-
-def test_a_given_condition_replaces_the_current_one_as_a_whole() -> None:
-    current = [{"type": "Ready", "status": "True", "reason": "Up", "message": "m", "lastTransitionTime": T0}]
-    merged = merge_conditions(current, [{"type": "Ready", "status": "True"}], T1)
-    assert merged == [{"type": "Ready", "status": "True", "lastTransitionTime": T0}]
 
 
 # --- status -----------------------------------------------------------------------------
