@@ -40,6 +40,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from runner.basics import selectors
 from runner.ownerrefs import PRIMARY_RESOURCE, PRIMARY_RESOURCE_TYPE
 
 log = logging.getLogger("playbook_operator.dependents")
@@ -127,48 +128,14 @@ def read_reported(path: Path) -> set[DependentKind]:
     return kinds
 
 
-def _split_requirements(selector: str) -> list[str]:
-    parts, depth, current = [], 0, ""
-    for ch in selector:
-        if ch == "(":
-            depth += 1
-        elif ch == ")":
-            depth -= 1
-        if ch == "," and depth == 0:
-            parts.append(current.strip())
-            current = ""
-        else:
-            current += ch
-    if current.strip():
-        parts.append(current.strip())
-    return parts
-
-
 def selector_matches(selector: str, labels: Mapping[str, str]) -> bool:
     """A label selector in its string form (`a=b,c!=d,e in (x,y),f notin (z),g,!h`) against
-    labels. A requirement this cannot parse matches, so a doubt costs a reconcile, never a
+    labels. A selector that does not parse matches, so a doubt costs a reconcile, never a
     missed one."""
-    for req in _split_requirements(selector):
-        if req.startswith("!"):
-            if req[1:].strip() in labels:
-                return False
-            continue
-        for op in ("!=", "==", "="):
-            if op in req:
-                key, _, value = (p.strip() for p in req.partition(op))
-                if (labels.get(key) == value) == (op == "!="):
-                    return False
-                break
-        else:
-            words = req.split(None, 2)
-            if len(words) == 3 and words[1] in ("in", "notin") and words[2].startswith("("):
-                values = {v.strip() for v in words[2].strip("() ").split(",")}
-                inside = labels.get(words[0]) in values
-                if inside != (words[1] == "in"):
-                    return False
-            elif len(words) == 1 and words[0] not in labels:
-                return False
-    return True
+    try:
+        return selectors.parse(selector).matches(labels)
+    except selectors.SelectorError:
+        return True
 
 
 def fingerprint(obj: Mapping[str, Any]) -> str:

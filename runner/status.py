@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from runner import basics
+
 RUNNING = "Running"
 SUCCESSFUL = "Successful"
 FAILURE = "Failure"
@@ -67,37 +69,19 @@ def completion_time(moment: str | datetime) -> str:
     return at.strftime("%Y-%m-%dT%H:%M:%S") + fraction + "+00:00"
 
 
-def set_condition(conditions: list[dict[str, Any]], new: Mapping[str, Any], at: str) -> list[dict[str, Any]]:
-    """Merge a condition by type; lastTransitionTime moves only when `status` changes."""
-    out: list[dict[str, Any]] = []
-    placed = False
-    for cond in conditions:
-        if cond.get("type") != new["type"]:
-            out.append(cond)
-            continue
-        merged = dict(new)
-        same_status = cond.get("status") == new.get("status")
-        merged["lastTransitionTime"] = cond.get("lastTransitionTime", at) if same_status else at
-        out.append(merged)
-        placed = True
-    if not placed:
-        out.append({**new, "lastTransitionTime": at})
-    return out
-
-
-def remove_condition(conditions: list[dict[str, Any]], ctype: str) -> list[dict[str, Any]]:
-    return [c for c in conditions if c.get("type") != ctype]
+# Conditions are merged by type as everywhere else in the project (`runner.basics`): a condition
+# replaces the one of its type as a whole, and lastTransitionTime moves only when `status` changes.
+set_condition = basics.conditions.set_condition
+remove_condition = basics.conditions.remove_condition
 
 
 def running_status(current: Mapping[str, Any] | None, at: str | None = None) -> dict[str, Any]:
     """The status to write as a run starts."""
     at = at or now()
     status = copy.deepcopy(dict(current or {}))
-    conditions = list(status.get("conditions") or [])
-    conditions = set_condition(conditions, {
+    status["conditions"] = set_condition(status.get("conditions"), {
         "type": RUNNING, "status": "True", "reason": REASON_RUNNING, "message": MESSAGE_RUNNING,
     }, at)
-    status["conditions"] = conditions
     return status
 
 
@@ -116,7 +100,7 @@ def finished_status(
     """
     at = at or now()
     status = copy.deepcopy(dict(current or {}))
-    conditions = list(status.get("conditions") or [])
+    conditions = status.get("conditions")
     counts = result.as_dict() if result else None
     if failure_message is None:
         # As the SDK's markDone: the counts of a successful run go on Running, not on Successful.

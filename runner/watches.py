@@ -66,6 +66,8 @@ from typing import Any, NoReturn
 
 import yaml
 
+from runner.basics import durations, selectors
+
 log = logging.getLogger("playbook_operator.watches")
 
 DEFAULT_MAX_RUNNER_ARTIFACTS = 20
@@ -80,7 +82,7 @@ ANSIBLE_ROLES_PATH_ENV = "ANSIBLE_ROLES_PATH"
 ANSIBLE_COLLECTIONS_PATH_ENV = "ANSIBLE_COLLECTIONS_PATH"
 SYSTEM_COLLECTIONS_DIR = "/usr/share/ansible/collections"
 
-SELECTOR_OPERATORS = ("In", "NotIn", "Exists", "DoesNotExist")
+SELECTOR_OPERATORS = selectors.SELECTOR_OPERATORS
 
 
 def _cpu_count() -> int:
@@ -127,63 +129,9 @@ class GroupVersionKind:
         return f"{self.api_version} {self.kind}"
 
 
-@dataclass(frozen=True)
-class LabelSelectorRequirement:
-    """One ``matchExpressions`` item: ``key`` ``operator`` ``values``."""
-
-    key: str
-    operator: str  # one of SELECTOR_OPERATORS
-    values: tuple[str, ...] = ()
-
-    def matches(self, labels: Mapping[str, str]) -> bool:
-        """Whether a set of labels satisfies this requirement."""
-        if self.operator == "Exists":
-            return self.key in labels
-        if self.operator == "DoesNotExist":
-            return self.key not in labels
-        if self.operator == "In":
-            return self.key in labels and labels[self.key] in self.values
-        return self.key not in labels or labels[self.key] not in self.values  # NotIn
-
-    def __str__(self) -> str:
-        if self.operator == "Exists":
-            return self.key
-        if self.operator == "DoesNotExist":
-            return f"!{self.key}"
-        word = "in" if self.operator == "In" else "notin"
-        return f"{self.key} {word} ({','.join(sorted(self.values))})"
-
-
-@dataclass(frozen=True)
-class LabelSelector:
-    """A Kubernetes LabelSelector; the empty selector selects everything."""
-
-    match_labels: dict[str, str] = field(default_factory=dict)
-    match_expressions: tuple[LabelSelectorRequirement, ...] = ()
-
-    @property
-    def empty(self) -> bool:
-        return not self.match_labels and not self.match_expressions
-
-    def matches(self, labels: Mapping[str, str]) -> bool:
-        """Whether an object with these labels is selected."""
-        if any(labels.get(key) != value for key, value in self.match_labels.items()):
-            return False
-        return all(req.matches(labels) for req in self.match_expressions)
-
-    def to_selector_string(self) -> str:
-        """The selector in the API's ``labelSelector`` query syntax, e.g. ``a=b,c in (d,e),!f``.
-
-        Requirements are sorted by key (match labels before expressions on equal keys) and
-        set values are sorted, as Kubernetes renders selectors. The empty selector is ``""``.
-        """
-        parts = [(key, f"{key}={value}") for key, value in self.match_labels.items()]
-        parts += [(req.key, str(req)) for req in self.match_expressions]
-        parts.sort(key=lambda part: part[0])  # stable: keeps match labels first on equal keys
-        return ",".join(text for _, text in parts)
-
-    def __str__(self) -> str:
-        return self.to_selector_string()
+# Label selectors are the shared ones (`runner.basics`): matching and printing as Kubernetes does.
+LabelSelectorRequirement = selectors.Requirement
+LabelSelector = selectors.LabelSelector
 
 
 @dataclass(frozen=True)
@@ -305,38 +253,10 @@ class WatchDefaults:
 
 # --- Go-compatible scalars ---------------------------------------------------------------------------
 
-_DURATION_UNITS = {
-    "ns": 1e-9, "us": 1e-6, "\u00b5s": 1e-6, "\u03bcs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0,
-}
-# Longer units first so "ms" is not read as "m" followed by garbage.
-_DURATION_PART = re.compile(r"([0-9]+\.?[0-9]*|\.[0-9]+)(ns|us|\u00b5s|\u03bcs|ms|s|m|h)")
 _GO_INT = re.compile(r"[+-]?[0-9]+")
 
-
-def parse_duration(text: str) -> float:
-    """Parse a Go duration (``"300ms"``, ``"1.5h"``, ``"2h45m"``, ``"-1s"``) into seconds.
-
-    Accepts what Go's ``time.ParseDuration`` accepts: an optional sign, then ``0`` or one or
-    more decimal numbers each followed by a unit (ns, us, µs, ms, s, m, h). Raises ValueError.
-    """
-    rest = text
-    sign = 1.0
-    if rest[:1] in ("+", "-"):
-        sign = -1.0 if rest[0] == "-" else 1.0
-        rest = rest[1:]
-    if rest == "0":
-        return 0.0
-    if not rest:
-        raise ValueError(f"invalid duration {text!r}")
-    total = 0.0
-    pos = 0
-    while pos < len(rest):
-        match = _DURATION_PART.match(rest, pos)
-        if match is None:
-            raise ValueError(f"invalid duration {text!r}")
-        total += float(match.group(1)) * _DURATION_UNITS[match.group(2)]
-        pos = match.end()
-    return sign * total
+# Go durations are the shared ones (`runner.basics`); a DurationError is a ValueError.
+parse_duration = durations.parse_duration
 
 
 def parse_go_int(text: str) -> int | None:
@@ -506,29 +426,6 @@ _GVK_KEYS = ("group", "version", "kind")
 _SELECTOR_KEYS = ("matchLabels", "matchExpressions")
 _REQUIREMENT_KEYS = ("key", "operator", "values")
 
-_DNS_LABEL = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?"
-_DNS_SUBDOMAIN = re.compile(rf"{_DNS_LABEL}(\.{_DNS_LABEL})*")
-_NAME_PART = re.compile(r"([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]")
-
-
-def _qualified_name_problem(name: str) -> str | None:
-    """Why ``name`` is not a Kubernetes qualified name (``[prefix/]name``), or None if it is."""
-    prefix, slash, local = name.rpartition("/")
-    if slash and (not prefix or len(prefix) > 253 or not _DNS_SUBDOMAIN.fullmatch(prefix)):
-        return "the prefix before '/' must be a lowercase DNS subdomain"
-    if not local or len(local) > 63 or not _NAME_PART.fullmatch(local):
-        return ("the name must be 63 characters or less, alphanumeric, '-', '_' or '.', "
-                "starting and ending with an alphanumeric character")
-    return None
-
-
-def _label_value_problem(value: str) -> str | None:
-    if value == "" or (len(value) <= 63 and _NAME_PART.fullmatch(value)):
-        return None
-    return ("a label value must be empty or 63 characters or less, alphanumeric, '-', '_' or '.', "
-            "starting and ending with an alphanumeric character")
-
-
 def _is_int(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
@@ -669,7 +566,7 @@ def _read_finalizer(entry: _Entry, *, base_dir: Path, env: Mapping[str, str]) ->
     raw = entry.mapping(value, "finalizer")
     entry.check_keys(raw, _FINALIZER_KEYS, "finalizer")
     name = entry.string(raw, "name", "finalizer.name", required=True)
-    problem = _qualified_name_problem(name)
+    problem = selectors.qualified_name_problem(name)
     if problem:
         entry.fail("finalizer.name", f"{name!r} is not a valid finalizer name: {problem}")
     role, playbook = _read_target(entry, raw, "finalizer", base_dir=base_dir, env=env, required=False)
@@ -692,53 +589,14 @@ def _read_blacklist(entry: _Entry) -> tuple[GroupVersionKind, ...]:
 def _read_selector(entry: _Entry) -> LabelSelector:
     raw = entry.mapping(entry.raw.get("selector"), "selector")
     entry.check_keys(raw, _SELECTOR_KEYS, "selector")
-    labels = entry.mapping(raw.get("matchLabels"), "selector.matchLabels")
-    for key, label_value in labels.items():
-        where = f"selector.matchLabels.{key}"
-        problem = _qualified_name_problem(key)
-        if problem:
-            entry.fail(where, f"invalid label key {key!r}: {problem}")
-        if not isinstance(label_value, str):
-            entry.fail(where, f"must be a string, got {_type_name(label_value)} ({label_value!r}); quote it")
-        problem = _label_value_problem(label_value)
-        if problem:
-            entry.fail(where, f"invalid label value {label_value!r}: {problem}")
     expressions = raw.get("matchExpressions")
-    if expressions is None:
-        expressions = []
-    if not isinstance(expressions, list):
-        entry.fail("selector.matchExpressions", f"must be a list, got {_type_name(expressions)}")
-    requirements = tuple(_read_requirement(entry, item, f"selector.matchExpressions[{i}]")
-                         for i, item in enumerate(expressions))
-    return LabelSelector(match_labels=dict(labels), match_expressions=requirements)
-
-
-def _read_requirement(entry: _Entry, value: Any, where: str) -> LabelSelectorRequirement:
-    raw = entry.mapping(value, where)
-    entry.check_keys(raw, _REQUIREMENT_KEYS, where)
-    key = entry.string(raw, "key", f"{where}.key", required=True)
-    problem = _qualified_name_problem(key)
-    if problem:
-        entry.fail(f"{where}.key", f"invalid label key {key!r}: {problem}")
-    operator = entry.string(raw, "operator", f"{where}.operator", required=True)
-    if operator not in SELECTOR_OPERATORS:
-        entry.fail(f"{where}.operator", f"must be one of {', '.join(SELECTOR_OPERATORS)}, got {operator!r}")
-    values = raw.get("values")
-    if values is None:
-        values = []
-    if not isinstance(values, list):
-        entry.fail(f"{where}.values", f"must be a list of strings, got {_type_name(values)}")
-    for item in values:
-        if not isinstance(item, str):
-            entry.fail(f"{where}.values", f"must be a list of strings, got {_type_name(item)} ({item!r})")
-        problem = _label_value_problem(item)
-        if problem:
-            entry.fail(f"{where}.values", f"invalid label value {item!r}: {problem}")
-    if operator in ("In", "NotIn") and not values:
-        entry.fail(f"{where}.values", f"must not be empty for operator {operator}")
-    if operator in ("Exists", "DoesNotExist") and values:
-        entry.fail(f"{where}.values", f"must be empty for operator {operator}")
-    return LabelSelectorRequirement(key=key, operator=operator, values=tuple(values))
+    for i, item in enumerate(expressions if isinstance(expressions, list) else []):
+        if isinstance(item, dict):
+            entry.check_keys(item, _REQUIREMENT_KEYS, f"selector.matchExpressions[{i}]")
+    try:
+        return selectors.label_selector(raw)
+    except selectors.SelectorError as err:
+        entry.fail(f"selector.{err.field}" if err.field else "selector", err.reason)
 
 
 def _env_int(env: Mapping[str, str], name: str, valid: Callable[[int], bool], fallback: int) -> int:

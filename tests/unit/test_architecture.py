@@ -3,6 +3,9 @@ map cannot fall behind the code without this failing."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 
 from tests.support import ROOT
@@ -37,3 +40,12 @@ def test_every_collection_plugin_is_on_the_map(plugin: str) -> None:
 
 def test_the_readme_points_to_the_map() -> None:
     assert "docs/ARCHITECTURE.md" in (ROOT / "README.md").read_text()
+
+
+def test_the_processes_that_run_ansible_do_not_import_the_shared_basics() -> None:
+    # runner/basics.py makes the in-tree ansible_collections a plain namespace package; where
+    # Ansible runs, its own collection loader must be the one to import ansible_collections.
+    code = ("import sys; import runner.forkserver, runner.warm, runner.ownerrefs, runner.codecache; "
+            "print(sorted(m for m in sys.modules if m == 'runner.basics' or m.startswith('ansible_collections')))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

@@ -1,6 +1,7 @@
 """The in-tree operator_sdk.util collection without a cluster: condition validation and
 merging, the status merge rules (lists, replace, replace_lists), the write decision and
-conflict retries against a fake resource, Event counting, and Go durations."""
+conflict retries against a fake resource, Event counting, and requeue_after. Go durations and
+condition merging are the shared ones (tests/unit/test_durations.py, test_conditions.py)."""
 
 from __future__ import annotations
 
@@ -19,10 +20,6 @@ sys.path.insert(0, str(ROOT / "collections"))
 
 from ansible.module_utils.testing import patch_module_args
 from ansible_collections.operator_sdk.util.plugins.module_utils import kube
-from ansible_collections.operator_sdk.util.plugins.module_utils.duration import (
-    DurationError,
-    parse_duration,
-)
 from ansible_collections.operator_sdk.util.plugins.module_utils.event import (
     event_name,
     next_event,
@@ -30,7 +27,6 @@ from ansible_collections.operator_sdk.util.plugins.module_utils.event import (
 from ansible_collections.operator_sdk.util.plugins.module_utils.status import (
     StatusError,
     desired_status,
-    merge_conditions,
     merge_patch,
     now_rfc3339,
     validate_condition,
@@ -49,48 +45,6 @@ def by_type(conditions: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     return {c["type"]: c for c in conditions}
 
 
-# --- Go durations ---------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("text", "seconds"),
-    [
-        ("30s", 30.0),
-        ("1m", 60.0),
-        ("1h30m", 5400.0),
-        ("1.5h", 5400.0),
-        ("2h45m30.5s", 9930.5),
-        ("300ms", 0.3),
-        ("1500us", 0.0015),
-        ("1\u00b5s", 1e-6),
-        ("10ns", 1e-8),
-        (".5s", 0.5),
-        ("0", 0.0),
-        ("+5s", 5.0),
-    ],
-)
-def test_durations_parse_as_go_does(text: str, seconds: float) -> None:
-    assert parse_duration(text) == pytest.approx(seconds, rel=0, abs=1e-12)
-
-
-@pytest.mark.parametrize(
-    ("text", "message"),
-    [
-        ("", "expected a number and a unit"),
-        ("5", "missing unit after '5'"),
-        ("1d", "unknown unit 'd'"),
-        ("1h 30m", "unknown unit 'h '"),
-        ("h", "expected a number"),
-        ("-1s", "cannot be negative"),
-        ("1.5.3s", "missing unit"),
-        ("3000000h", "longer than Go's maximum"),
-    ],
-)
-def test_bad_durations_fail_with_a_reason(text: str, message: str) -> None:
-    with pytest.raises(DurationError, match=message):
-        parse_duration(text)
-
-
 def run_module(main: Any, args: dict[str, Any], capsys: pytest.CaptureFixture[str]) -> dict[str, Any]:
     with patch_module_args(args), pytest.raises(SystemExit):
         main()
@@ -107,6 +61,12 @@ def test_requeue_after_returns_seconds_and_changes_nothing(capsys: pytest.Captur
     bad = run_module(requeue_after.main, {"time": "soon"}, capsys)
     assert bad["failed"] is True
     assert "invalid duration 'soon'" in bad["msg"]
+
+    # Go reads a negative duration; a requeue delay cannot be one (tests/unit/test_durations.py
+    # has the parser itself).
+    negative = run_module(requeue_after.main, {"time": "-1s"}, capsys)
+    assert negative["failed"] is True
+    assert "cannot be negative" in negative["msg"]
 
 
 # --- conditions -----------------------------------------------------------------------
@@ -139,49 +99,6 @@ def test_condition_validation_cleans_and_accepts_the_conventions() -> None:
 def test_invalid_conditions_are_refused(condition: Any, message: str) -> None:
     with pytest.raises(StatusError, match=message):
         validate_condition(condition)
-
-
-def test_a_new_condition_gets_the_current_time_and_others_stay_in_place() -> None:
-    current = [
-        {"type": "Running", "status": "True", "lastTransitionTime": T0, "ansibleResult": {"ok": 1}},
-        {"type": "Successful", "status": "True", "lastTransitionTime": T0},
-    ]
-    merged = merge_conditions(current, [{"type": "Available", "status": "False", "reason": "PingFailed"}], T1)
-    assert [c["type"] for c in merged] == ["Running", "Successful", "Available"]
-    assert merged[0] == current[0]  # fields the operator writes are not touched
-    assert merged[2] == {
-        "type": "Available",
-        "status": "False",
-        "reason": "PingFailed",
-        "lastTransitionTime": T1,
-    }
-
-
-def test_transition_time_moves_only_when_the_status_changes() -> None:
-    ready = {"type": "Ready", "status": "True", "reason": "Up"}
-    current = [{**ready, "message": "old", "lastTransitionTime": T0}]
-
-    same = merge_conditions(current, [{**ready, "message": "new"}], T1)
-    assert same == [{**ready, "message": "new", "lastTransitionTime": T0}]
-
-    # A given lastTransitionTime does not move an unchanged condition (the SDK's own example
-    # passes the current date on every run).
-    given_time = merge_conditions(current, [{**ready, "lastTransitionTime": T1}], T1)
-    assert given_time[0]["lastTransitionTime"] == T0
-
-    flipped = merge_conditions(current, [{"type": "Ready", "status": "False", "reason": "Down"}], T1)
-    assert flipped == [{"type": "Ready", "status": "False", "reason": "Down", "lastTransitionTime": T1}]
-
-    flipped_at = merge_conditions(
-        current, [{"type": "Ready", "status": "False", "lastTransitionTime": "2024-03-03T03:03:03Z"}], T1
-    )
-    assert flipped_at[0]["lastTransitionTime"] == "2024-03-03T03:03:03Z"
-
-
-def test_a_given_condition_replaces_the_current_one_as_a_whole() -> None:
-    current = [{"type": "Ready", "status": "True", "reason": "Up", "message": "m", "lastTransitionTime": T0}]
-    merged = merge_conditions(current, [{"type": "Ready", "status": "True"}], T1)
-    assert merged == [{"type": "Ready", "status": "True", "lastTransitionTime": T0}]
 
 
 # --- status -----------------------------------------------------------------------------

@@ -12,15 +12,12 @@ from runner.watches import (
     DEFAULT_RECONCILE_PERIOD,
     Finalizer,
     GroupVersionKind,
-    LabelSelector,
-    LabelSelectorRequirement,
     Watch,
     WatchDefaults,
     WatchesError,
     env_suffix,
     expand_env,
     load_watches,
-    parse_duration,
     parse_go_int,
     parse_watches,
     resolve_playbook,
@@ -196,23 +193,6 @@ def test_invalid_reconcile_period_names_entry_and_field(project: Path) -> None:
 def test_reconcile_period_must_be_a_non_negative_duration_string(project: Path, value: str) -> None:
     err = load_error(project, MEMCACHED + f"  reconcilePeriod: {value}\n")
     assert err.field == "reconcilePeriod"
-
-
-@pytest.mark.parametrize(("text", "seconds"), [
-    ("0", 0.0), ("-0", 0.0), ("+5m", 300.0), ("-1s", -1.0), (".5s", 0.5), ("1.s", 1.0), ("1us", 1e-6),
-    ("1\u00b5s", 1e-6), ("1\u03bcs", 1e-6), ("1ns", 1e-9), ("1h1m1s1ms", 3661.001), ("-.5m", -30.0),
-])
-def test_parse_duration_accepts_what_go_accepts(text: str, seconds: float) -> None:
-    assert parse_duration(text) == pytest.approx(seconds)
-
-
-@pytest.mark.parametrize("text", [
-    "", "1", "100", "00", "s", "1x", "1d", "1S", "1H", " 1s", "1s ", "1 s", "1e3s", ".", "1.5.5s", "+",
-    "5 minutes",
-])
-def test_parse_duration_rejects_what_go_rejects(text: str) -> None:
-    with pytest.raises(ValueError, match="invalid duration"):
-        parse_duration(text)
 
 
 @pytest.mark.parametrize(("text", "number"), [
@@ -446,36 +426,6 @@ def test_selector_renders_like_kubernetes(project: Path) -> None:
         """), "  "))
     assert watch.selector.to_selector_string() == "a=b,c in (d,e),!f"
     assert str(watch.selector) == "a=b,c in (d,e),!f"
-
-
-def test_selector_string_sorts_by_key_and_values() -> None:
-    selector = LabelSelector(
-        match_labels={"z": "1", "app.kubernetes.io/name": "web", "env": "dev"},
-        match_expressions=(LabelSelectorRequirement("tier", "NotIn", ("b", "a", "c")),
-                           LabelSelectorRequirement("env", "Exists")))
-    assert selector.to_selector_string() == "app.kubernetes.io/name=web,env=dev,env,tier notin (a,b,c),z=1"
-    assert LabelSelector().to_selector_string() == ""
-
-
-@pytest.mark.parametrize(("labels", "selected"), [
-    ({"a": "b", "c": "d"}, True),
-    ({"a": "b", "c": "e", "x": "y"}, True),
-    ({"a": "b", "c": "d", "f": ""}, False),  # f must not exist
-    ({"a": "x", "c": "d"}, False),
-    ({"c": "d"}, False),
-    ({"a": "b"}, False),  # c must be in (d, e)
-])
-def test_selector_matches(labels: dict[str, str], selected: bool) -> None:
-    selector = LabelSelector(match_labels={"a": "b"}, match_expressions=(
-        LabelSelectorRequirement("c", "In", ("d", "e")), LabelSelectorRequirement("f", "DoesNotExist")))
-    assert selector.matches(labels) is selected
-
-
-def test_not_in_and_exists_match() -> None:
-    not_in = LabelSelectorRequirement("tier", "NotIn", ("db",))
-    assert not_in.matches({}) and not_in.matches({"tier": "web"}) and not not_in.matches({"tier": "db"})
-    exists = LabelSelectorRequirement("tier", "Exists")
-    assert exists.matches({"tier": ""}) and not exists.matches({})
 
 
 def test_watch_selects_objects_by_their_labels(project: Path) -> None:

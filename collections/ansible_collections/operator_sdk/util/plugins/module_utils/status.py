@@ -9,6 +9,10 @@ import datetime
 import re
 from typing import Any
 
+# Conditions are merged by type as everywhere else in the project: a given condition replaces the
+# current one of its type as a whole, and lastTransitionTime moves only when the status changes.
+from ansible_collections.playbook_operator.kube.plugins.module_utils.conditions import merge_conditions
+
 CONDITION_FIELDS = ("type", "status", "reason", "message", "lastHeartbeatTime", "lastTransitionTime")
 CONDITION_STATUSES = ("True", "False", "Unknown")
 TIMESTAMP_FIELDS = ("lastHeartbeatTime", "lastTransitionTime")
@@ -73,36 +77,6 @@ def _is_condition_list(value: Any) -> bool:
     return isinstance(value, list) and all(
         isinstance(item, dict) and isinstance(item.get("type"), str) for item in value
     )
-
-
-def merge_conditions(
-    current: list[dict[str, Any]],
-    given: list[dict[str, Any]],
-    now: str,
-    keep_unlisted: bool = True,
-) -> list[dict[str, Any]]:
-    """Conditions keyed by type. A given condition replaces the current one of its type
-    as a whole, except lastTransitionTime: it is kept while the status stays the same and
-    moves to `now` (or the given time) when the status changes or the condition is new.
-    Current conditions of other types stay, in place, unless keep_unlisted is false."""
-    previous = {c.get("type"): c for c in current if isinstance(c, dict)}
-    merged = [copy.deepcopy(c) for c in current] if keep_unlisted else []
-    for condition in given:
-        new = {k: copy.deepcopy(v) for k, v in condition.items() if k != "lastTransitionTime"}
-        old = previous.get(condition["type"])
-        if old is not None and old.get("status") == condition.get("status") and old.get("lastTransitionTime"):
-            new["lastTransitionTime"] = old["lastTransitionTime"]
-        else:
-            new["lastTransitionTime"] = condition.get("lastTransitionTime") or now
-        position = next(
-            (i for i, c in enumerate(merged) if isinstance(c, dict) and c.get("type") == condition["type"]),
-            None,
-        )
-        if position is None:
-            merged.append(new)
-        else:
-            merged[position] = new
-    return merged
 
 
 def merge_values(current: dict[str, Any], given: dict[str, Any], replace_lists: bool) -> dict[str, Any]:

@@ -59,7 +59,7 @@ period:
 """
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.operator_sdk.util.plugins.module_utils.duration import DurationError, parse_duration
+from ansible_collections.playbook_operator.kube.plugins.module_utils.durations import DurationError, parse_duration
 
 
 def main() -> None:
@@ -70,6 +70,8 @@ def main() -> None:
         seconds = parse_duration(given)
     except DurationError as exc:
         module.fail_json(msg=str(exc), time=given)
+    if seconds < 0:
+        module.fail_json(msg=f"invalid duration {given!r}: a requeue delay cannot be negative", time=given)
     module.exit_json(changed=False, requeue_after=seconds, time=given, period=given)
 
 

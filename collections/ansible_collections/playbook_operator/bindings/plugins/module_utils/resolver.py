@@ -12,6 +12,7 @@ from typing import Any
 
 from ansible.errors import AnsibleFilterError
 from ansible_collections.playbook_operator.bindings.plugins.module_utils.jsonpath import MappingError, parse_path
+from ansible_collections.playbook_operator.kube.plugins.module_utils import selectors
 
 SECRET_API = ("v1", "Secret")
 
@@ -159,20 +160,8 @@ def selects(binding: Mapping[str, Any], workload: Mapping[str, Any]) -> bool:
 
 def selector_matches(labels: Mapping[str, str], selector: Mapping[str, Any]) -> bool:
     """metav1.LabelSelector semantics; an empty selector matches everything."""
-    for key, value in (selector.get("matchLabels") or {}).items():
-        if labels.get(key) != value:
-            return False
-    for expr in selector.get("matchExpressions") or []:
-        key, op, values = expr.get("key"), expr.get("operator"), expr.get("values") or []
-        if op == "In" and labels.get(key) not in values:
-            return False
-        if op == "NotIn" and key in labels and labels[key] in values:
-            return False
-        if op == "Exists" and key not in labels:
-            return False
-        if op == "DoesNotExist" and key in labels:
-            return False
-        if op not in ("In", "NotIn", "Exists", "DoesNotExist"):
-            raise AnsibleFilterError(f"unknown label selector operator {op!r}")
-    return True
+    try:
+        return selectors.label_selector(selector).matches(labels)
+    except selectors.SelectorError as err:
+        raise AnsibleFilterError(f"invalid label selector in spec.workload.selector: {err}") from None
 

@@ -14,6 +14,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from ansible.errors import AnsibleFilterError
+from ansible_collections.playbook_operator.kube.plugins.module_utils import selectors
 
 Pod = Mapping[str, Any]
 Selector = Mapping[str, Any]
@@ -22,7 +23,6 @@ TERMINAL_PHASES = ("Succeeded", "Failed")
 # Less valuable phases first; a phase missing here (none yet, or terminal) ranks as Pending,
 # as the zero value of the controller's lookup does.
 _PHASE_ORDER = {"Pending": 0, "Unknown": 1, "Running": 2}
-_OPERATORS = ("In", "NotIn", "Exists", "DoesNotExist")
 
 
 # --- time ----------------------------------------------------------------------------
@@ -181,27 +181,12 @@ def podset_rank_for_deletion(pods: Sequence[Pod], now: Any = None) -> list[Pod]:
 # --- selectors -----------------------------------------------------------------------
 
 
-def _requirements(selector: Selector) -> list[tuple[str, str, list[str]]]:
-    """(key, operator, values) of every requirement, validated as the apiserver would."""
-    if not isinstance(selector, Mapping):
-        raise AnsibleFilterError(f"a label selector must be an object, not {selector!r}")
-    match_labels = selector.get("matchLabels") or {}
-    if not isinstance(match_labels, Mapping):
-        raise AnsibleFilterError(f"matchLabels must be an object, not {match_labels!r}")
-    requirements = [(str(k), "Equals", [str(v)]) for k, v in match_labels.items()]
-    for expr in selector.get("matchExpressions") or []:
-        if not isinstance(expr, Mapping) or not expr.get("key"):
-            raise AnsibleFilterError(f"a matchExpressions entry needs a key, got {expr!r}")
-        operator = expr.get("operator")
-        values = [str(v) for v in expr.get("values") or []]
-        if operator not in _OPERATORS:
-            raise AnsibleFilterError(f"{operator!r} is not a valid label selector operator")
-        if operator in ("In", "NotIn") and not values:
-            raise AnsibleFilterError(f"values of {expr['key']!r} must be non-empty for {operator}")
-        if operator in ("Exists", "DoesNotExist") and values:
-            raise AnsibleFilterError(f"values of {expr['key']!r} must be empty for {operator}")
-        requirements.append((str(expr["key"]), operator, values))
-    return requirements
+def _selector(selector: Selector) -> selectors.LabelSelector:
+    """The selector read and validated as the apiserver would (`playbook_operator.kube`)."""
+    try:
+        return selectors.label_selector(selector)
+    except selectors.SelectorError as err:
+        raise AnsibleFilterError(f"invalid label selector: {err}") from None
 
 
 def podset_selector_matches(labels: Mapping[str, Any] | None, selector: Selector | None) -> bool:
@@ -211,17 +196,7 @@ def podset_selector_matches(labels: Mapping[str, Any] | None, selector: Selector
     """
     if selector is None:
         return False
-    present = {str(k): str(v) for k, v in (labels or {}).items()}
-    for key, operator, values in _requirements(selector):
-        if operator in ("Equals", "In") and present.get(key) not in values:
-            return False
-        if operator == "NotIn" and key in present and present[key] in values:
-            return False
-        if operator == "Exists" and key not in present:
-            return False
-        if operator == "DoesNotExist" and key in present:
-            return False
-    return True
+    return _selector(selector).matches(labels)
 
 
 def podset_selector_string(selector: Selector) -> str:
@@ -232,18 +207,7 @@ def podset_selector_string(selector: Selector) -> str:
     """
     if selector is None:
         raise AnsibleFilterError("a missing selector (None) has no string form")
-    parts: list[tuple[str, str]] = []
-    for key, operator, values in _requirements(selector):
-        if operator == "Equals":
-            text = f"{key}={values[0]}"
-        elif operator in ("In", "NotIn"):
-            text = f"{key} {operator.lower()} ({','.join(sorted(values))})"
-        elif operator == "Exists":
-            text = key
-        else:
-            text = f"!{key}"
-        parts.append((key, text))
-    return ",".join(text for _, text in sorted(parts, key=lambda part: part[0]))
+    return _selector(selector).to_selector_string()
 
 
 # --- counts, classification, plan ----------------------------------------------------

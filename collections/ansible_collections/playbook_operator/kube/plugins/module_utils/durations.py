@@ -1,5 +1,9 @@
-"""Go duration strings ("30s", "1m", "1h30m", "1.5h", "300ms"), the format the SDK's
-ansible-operator hands to time.ParseDuration, parsed the same way."""
+"""Go durations ("30s", "1m30s", "1.5h", "300ms", "-1s"), read as Go's ``time.ParseDuration``
+reads them: an optional sign, then ``0`` or one or more decimal numbers each followed by a unit
+(ns, us, µs, μs, ms, s, m, h), nothing else (no spaces), at most what an int64 of nanoseconds
+holds. Fractions below a nanosecond are dropped, as Go drops them.
+
+Negative durations are parsed; whether one makes sense is the caller's to say."""
 
 from __future__ import annotations
 
@@ -20,22 +24,22 @@ _UNITS = {
 _NAMES = "units are ns, us, ms, s, m and h"
 # Go's time.Duration is an int64 of nanoseconds.
 _MAX_NS = 2**63 - 1
+# One term: a number, then everything up to the next digit or dot is its unit (as Go scans it).
 _TERM = re.compile(r"([0-9]*(?:\.[0-9]*)?)([^0-9.]*)")
 
 
 class DurationError(ValueError):
-    pass
+    """Not a Go duration; the message says why, starting with ``invalid duration '<text>'``."""
 
 
 def parse_duration(text: str) -> float:
-    """Seconds in a Go duration string. Negative durations are refused: a requeue delay
-    cannot be in the past."""
+    """Seconds in a Go duration string. Raises DurationError."""
     if not isinstance(text, str):
-        raise DurationError("a duration must be a string such as '30s', '1m' or '1h30m'")
-    value = text.strip()
-    if value.startswith("-"):
-        raise DurationError(f"invalid duration {text!r}: a requeue delay cannot be negative")
-    value = value[1:] if value.startswith("+") else value
+        raise DurationError(f"invalid duration {text!r}: a duration must be a string such as '30s', '1m' or '1h30m'")
+    value = text
+    negative = value.startswith("-")
+    if value[:1] in ("+", "-"):
+        value = value[1:]
     if value == "0":
         return 0.0
     if not value:
@@ -61,6 +65,7 @@ def parse_duration(text: str) -> float:
         position = match.end()
 
     nanoseconds = int(total)  # Go truncates below a nanosecond
-    if nanoseconds > _MAX_NS:
+    if nanoseconds > _MAX_NS + (1 if negative else 0):
         raise DurationError(f"invalid duration {text!r}: longer than Go's maximum (about 292 years)")
-    return nanoseconds / 1_000_000_000
+    seconds = nanoseconds / 1_000_000_000
+    return -seconds if negative else seconds
