@@ -87,6 +87,20 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
 
 
 @pytest.fixture
+def own_cluster(tmp_path: Path) -> Iterator[Cluster]:
+    """A local control plane of this test's own (one node), stopped at its end: for tests that stop,
+    restart or break the control plane, which would fail the tests beside them on the shared one."""
+    name = f"own-{uuid.uuid4().hex[:6]}"
+    script = [sys.executable, str(ROOT / "hack" / "cluster.py"), "--name", name]
+    up = subprocess.run([*script, "up", "--nodes", "1"], capture_output=True, text=True, timeout=300)
+    assert up.returncode == 0, up.stderr
+    try:
+        yield Cluster(kubeconfig=Path(up.stdout.strip().splitlines()[-1]), local_name=name)
+    finally:
+        subprocess.run([*script, "down"], capture_output=True, check=False)
+
+
+@pytest.fixture
 def default_namespace(pytestconfig: pytest.Config) -> Iterator[str]:
     """`default`, for this test alone: tests that work there (as the README's commands do) take
     turns, whichever xdist worker runs them."""

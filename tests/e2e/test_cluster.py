@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import uuid
@@ -88,24 +87,13 @@ def test_audit_log_records_writes(cluster: Cluster, namespace: str) -> None:
 
 
 @pytest.mark.skipif(not (kube_bin_dir() / "kube-apiserver").exists(), reason="control plane not built")
-def test_two_clusters_side_by_side(cluster: Cluster) -> None:
-    if cluster.local_name is None:
-        pytest.skip("needs the local control plane")
-    name = f"side-{uuid.uuid4().hex[:6]}"
-    script = [sys.executable, str(ROOT / "hack" / "cluster.py"), "--name", name]
-    try:
-        up = subprocess.run([*script, "up", "--nodes", "1"], capture_output=True, text=True, timeout=180)
-        assert up.returncode == 0, up.stderr
-        other = up.stdout.strip().splitlines()[-1]
-        assert other != str(cluster.kubeconfig)
-        env = {**os.environ, "KUBECONFIG": other}
-        nodes = subprocess.run([str(kube_bin_dir() / "kubectl"), "get", "nodes", "-o", "name"], env=env,
-                               capture_output=True, text=True, check=True).stdout.split()
-        assert nodes == ["node/kwok-node-0"]
-        # The first cluster still answers, with its own three nodes.
-        assert len(cluster.kubectl("get", "nodes", "-o", "name").stdout.split()) >= 3
-    finally:
-        down = subprocess.run([*script, "down"], capture_output=True, text=True)
+def test_two_clusters_side_by_side(cluster: Cluster, own_cluster: Cluster) -> None:
+    assert own_cluster.kubeconfig != cluster.kubeconfig
+    assert own_cluster.kubectl("get", "nodes", "-o", "name").stdout.split() == ["node/kwok-node-0"]
+    # The first cluster still answers, with its own three nodes.
+    assert len(cluster.kubectl("get", "nodes", "-o", "name").stdout.split()) >= 3
+    script = [sys.executable, str(ROOT / "hack" / "cluster.py"), "--name", str(own_cluster.local_name)]
+    down = subprocess.run([*script, "down"], capture_output=True, text=True)
     assert down.returncode == 0
     # Stopping twice is a no-op.
     again = subprocess.run([*script, "down"], capture_output=True, text=True)
