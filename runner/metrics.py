@@ -79,6 +79,8 @@ class _Queue:
     depth: Callable[[], int]
     in_flight: Callable[[], int]
     workers: int
+    # Keys waiting by priority ("high", "low"), for a queue that has priorities.
+    depth_by_priority: Callable[[], Mapping[str, int]] | None = None
 
 
 class _QueueCollector(Collector):
@@ -87,9 +89,13 @@ class _QueueCollector(Collector):
     def __init__(self) -> None:
         self.queues: dict[tuple[str, str, str], _Queue] = {}
 
-    def _families(self) -> tuple[GaugeMetricFamily, GaugeMetricFamily, GaugeMetricFamily]:
+    def _families(self) -> tuple[GaugeMetricFamily, GaugeMetricFamily, GaugeMetricFamily, GaugeMetricFamily]:
         return (
             GaugeMetricFamily("workqueue_depth", "Current depth of workqueue", labels=["name", "controller"]),
+            GaugeMetricFamily("playbook_operator_workqueue_depth",
+                              "Keys waiting in a controller's work queue, by priority: high for what users "
+                              "changed, low for the initial list, requeues, retries and dependents' changes",
+                              labels=["controller", "priority"]),
             GaugeMetricFamily("controller_runtime_active_workers",
                               "Number of currently used workers per controller", labels=["controller"]),
             GaugeMetricFamily("controller_runtime_max_concurrent_reconciles",
@@ -100,13 +106,16 @@ class _QueueCollector(Collector):
         return self._families()
 
     def collect(self) -> Iterator[Metric]:
-        depth, active, workers = self._families()
+        depth, by_priority, active, workers = self._families()
         for queue in self.queues.values():
             name = controller_name(queue.version, queue.kind)
             depth.add_metric([name, name], queue.depth())
+            if queue.depth_by_priority is not None:
+                for priority, waiting in sorted(queue.depth_by_priority().items()):
+                    by_priority.add_metric([name, priority], waiting)
             active.add_metric([name], queue.in_flight())
             workers.add_metric([name], queue.workers)
-        yield from (depth, active, workers)
+        yield from (depth, by_priority, active, workers)
 
 
 class Metrics:
@@ -168,9 +177,11 @@ class Metrics:
                 self.task_duration.labels(group, version, kind, outcome).observe(duration)
 
     def track_queue(self, *, group: str, version: str, kind: str, depth: Callable[[], int],
-                    in_flight: Callable[[], int], workers: int) -> None:
+                    in_flight: Callable[[], int], workers: int,
+                    depth_by_priority: Callable[[], Mapping[str, int]] | None = None) -> None:
         """Report a watch's work queue: read through the callables at every scrape."""
-        self._queues.queues[(group, version, kind)] = _Queue(version, kind, depth, in_flight, workers)
+        self._queues.queues[(group, version, kind)] = _Queue(version, kind, depth, in_flight, workers,
+                                                             depth_by_priority)
 
     def set_leader(self, lease: str, leading: bool) -> None:
         self.leader.labels(name=lease).set(1 if leading else 0)

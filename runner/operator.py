@@ -24,7 +24,7 @@ from runner.leader import LeaderElector
 from runner.metrics import FAILED, SUCCEEDED, Metrics
 from runner.reconcile import Outcome, Reconciler
 from runner.watches import Watch
-from runner.workqueue import Result, WorkQueue
+from runner.workqueue import Priority, Result, WorkQueue
 
 log = logging.getLogger("playbook_operator")
 
@@ -77,7 +77,7 @@ class WatchController:
         """A dependent changed: run again on the latest state we know (events coalesce)."""
         latest = self.queue.latest(key)
         if latest is not None:
-            self.queue.add(key, latest)
+            self.queue.add(key, latest, Priority.LOW)
 
     def owner_key(self, obj: Mapping[str, Any]) -> OwnerKey:
         meta = obj["metadata"]
@@ -109,7 +109,9 @@ class WatchController:
         if not self.watch.selects(obj):
             return
         if self.trigger.should_run(obj):
-            self.queue.add(key, obj)
+            # kopf gives the initial list (and a re-list after a broken watch) no event type: it
+            # waits behind what users change while it runs.
+            self.queue.add(key, obj, Priority.HIGH if event.get("type") else Priority.LOW)
         else:
             self.queue.refresh(key, obj)
 
@@ -150,6 +152,7 @@ def register(watches: list[Watch], reconciler: Reconciler, registry: kopf.Operat
         if metrics is not None:
             metrics.track_queue(group=watch.group, version=watch.version, kind=watch.kind,
                                 depth=controller.queue.depth, in_flight=controller.queue.in_flight,
+                                depth_by_priority=controller.queue.depth_by_priority,
                                 workers=watch.max_concurrent_reconciles)
 
         async def handler(event: Mapping[str, Any], resource: Any, controller: WatchController = controller,

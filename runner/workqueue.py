@@ -5,7 +5,12 @@
 - at most `concurrency` keys run at a time;
 - a failed key comes back after an exponential backoff with a cap;
 - a key can be requeued after a delay (reconcilePeriod);
-- forgetting a key (the object is gone) drops its pending work.
+- forgetting a key (the object is gone) drops its pending work;
+- and, as controller-runtime's priority queue, what a user just did goes first: a key added at
+  HIGH priority (a new object, a new generation) runs before keys waiting at LOW (the initial
+  list, requeues, retries, follow-ups a dependent's change caused). LOW is never starved: while
+  both wait, one run in LOW_SHARE is a LOW one, so a backlog of thousands keeps draining while
+  new objects overtake it.
 
 It is pure asyncio and knows nothing of Kubernetes or Ansible.
 """
@@ -14,8 +19,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from enum import IntEnum
 from typing import Any
 
 log = logging.getLogger("playbook_operator.queue")
@@ -29,12 +36,26 @@ class Result:
     requeue_after: float | None = None
 
 
+class Priority(IntEnum):
+    """LOW: the initial list, resyncs, requeues, retries, a dependent's change. HIGH: a change a
+    user made (a new object, a new generation, a deletion to finalize)."""
+
+    LOW = 0
+    HIGH = 1
+
+
+# While keys wait at both priorities, every LOW_SHARE-th run takes the oldest LOW one.
+LOW_SHARE = 4
+
+
 @dataclass
 class _KeyState:
     latest: Any = None
     queued: bool = False
+    priority: Priority = Priority.LOW  # while queued: where it waits
     running: bool = False
     dirty: bool = False
+    dirty_priority: Priority = Priority.LOW  # the highest priority of the events while it ran
     failures: int = 0
     timer: asyncio.TimerHandle | None = None
     forgotten: bool = False
@@ -58,27 +79,30 @@ class WorkQueue:
 
     def __post_init__(self) -> None:
         self._keys: dict[str, _KeyState] = {}
-        self._ready: asyncio.Queue[str] = asyncio.Queue()
+        # Keys waiting to run, oldest first, by priority; one token in _tokens per key waiting.
+        self._waiting: dict[Priority, OrderedDict[str, None]] = {p: OrderedDict() for p in Priority}
+        self._tokens: asyncio.Queue[None] = asyncio.Queue()
+        self._high_in_a_row = 0
         self._workers: list[asyncio.Task[None]] = []
         self.runs = 0
 
     # -- producers
 
-    def add(self, key: str, latest: Any) -> None:
-        """An event for `key`; `latest` replaces whatever state was pending."""
+    def add(self, key: str, latest: Any, priority: Priority = Priority.HIGH) -> None:
+        """An event for `key`; `latest` replaces whatever state was pending. A key already waiting
+        moves up to `priority` if that is higher."""
         st = self._keys.setdefault(key, _KeyState())
         st.latest = latest
         st.forgotten = False
         if st.running:
             st.dirty = True
+            st.dirty_priority = max(st.dirty_priority, priority)
             return
         if st.timer is not None:
             # An event beats a pending requeue or backoff timer: run now on the new state.
             st.timer.cancel()
             st.timer = None
-        if not st.queued:
-            st.queued = True
-            self._ready.put_nowait(key)
+        self._enqueue(key, st, priority)
 
     def refresh(self, key: str, latest: Any) -> None:
         """Newer state for a known key that needs no run of its own (a status write):
@@ -113,8 +137,15 @@ class WorkQueue:
         if not st.running and not st.queued:
             del self._keys[key]
 
-    def depth(self) -> int:
-        return self._ready.qsize()
+    def depth(self, priority: Priority | None = None) -> int:
+        """Keys waiting to run (at `priority`, or at any)."""
+        if priority is not None:
+            return len(self._waiting[priority])
+        return sum(len(waiting) for waiting in self._waiting.values())
+
+    def depth_by_priority(self) -> dict[str, int]:
+        """Keys waiting, by priority name ("high", "low"): for /metrics."""
+        return {p.name.lower(): len(waiting) for p, waiting in self._waiting.items()}
 
     def in_flight(self) -> int:
         return sum(1 for st in self._keys.values() if st.running)
@@ -133,6 +164,26 @@ class WorkQueue:
 
     # -- internals
 
+    def _enqueue(self, key: str, st: _KeyState, priority: Priority) -> None:
+        if not st.queued:
+            st.queued = True
+            st.priority = priority
+            self._waiting[priority][key] = None
+            self._tokens.put_nowait(None)
+        elif priority > st.priority:
+            del self._waiting[st.priority][key]
+            st.priority = priority
+            self._waiting[priority][key] = None
+
+    def _next_key(self) -> str:
+        """The key to run next (one is waiting): HIGH first, but LOW's share while both wait."""
+        high, low = self._waiting[Priority.HIGH], self._waiting[Priority.LOW]
+        if high and (not low or self._high_in_a_row < LOW_SHARE - 1):
+            self._high_in_a_row = self._high_in_a_row + 1 if low else 0  # counts only while LOW waits
+            return high.popitem(last=False)[0]
+        self._high_in_a_row = 0
+        return low.popitem(last=False)[0]
+
     def _timer_fired(self, key: str) -> None:
         st = self._keys.get(key)
         if st is None or st.forgotten:
@@ -140,13 +191,13 @@ class WorkQueue:
         st.timer = None
         if st.running:
             st.dirty = True
-        elif not st.queued:
-            st.queued = True
-            self._ready.put_nowait(key)
+        else:
+            self._enqueue(key, st, Priority.LOW)
 
     async def _worker(self) -> None:
         while True:
-            key = await self._ready.get()
+            await self._tokens.get()
+            key = self._next_key()
             st = self._keys.get(key)
             if st is None or st.forgotten:
                 if st is not None:
@@ -173,8 +224,8 @@ class WorkQueue:
                 st.failures += 1
             if st.dirty:
                 st.dirty = False
-                st.queued = True
-                self._ready.put_nowait(key)
+                priority, st.dirty_priority = st.dirty_priority, Priority.LOW
+                self._enqueue(key, st, priority)
             elif not result.ok:
                 self.add_after(key, self.backoff.delay(st.failures))
             elif result.requeue_after:

@@ -130,6 +130,19 @@ def test_queues_are_read_at_scrape_time() -> None:
     assert value(samples, "workqueue_depth", name=name, controller=name) == 0.0
 
 
+def test_queue_depth_by_priority() -> None:
+    metrics = Metrics()
+    waiting = {"high": 1, "low": 40}
+    metrics.track_queue(**WATCH, depth=lambda: sum(waiting.values()), in_flight=lambda: 2, workers=2,
+                        depth_by_priority=lambda: waiting)
+    types, samples = scrape(metrics)
+    name = "example-v1alpha1-controller"
+    assert types["playbook_operator_workqueue_depth"] == "gauge"
+    assert value(samples, "playbook_operator_workqueue_depth", controller=name, priority="high") == 1.0
+    assert value(samples, "playbook_operator_workqueue_depth", controller=name, priority="low") == 40.0
+    assert value(samples, "workqueue_depth", name=name, controller=name) == 41.0
+
+
 def test_leader_status() -> None:
     metrics = Metrics()
     metrics.set_leader("abc-playbook-operator", True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from runner.operator import Trigger
@@ -47,3 +48,27 @@ def test_forget_starts_afresh() -> None:
     t.should_run(obj(1))
     t.forget("ns/a")
     assert t.should_run(obj(1))
+
+
+async def test_the_initial_list_waits_behind_what_users_change() -> None:
+    from types import SimpleNamespace
+
+    from runner.operator import WatchController
+    from runner.watches import parse_watches
+
+    role = Path(__file__).resolve().parents[2] / "roles" / "example"
+    watch = parse_watches(f"- {{version: v1, group: example.com, kind: Thing, role: {role}}}", env={})[0]
+    controller = WatchController(watch, reconciler=None)  # type: ignore[arg-type]
+    resource = SimpleNamespace(group="example.com", version="v1", kind="Thing", plural="things", namespaced=True)
+
+    def named(name: str, generation: int = 1) -> dict[str, Any]:
+        return {"metadata": {"name": name, "namespace": "ns", "generation": generation}}
+
+    await controller.on_event({"type": None, "object": named("listed")}, resource)
+    await controller.on_event({"type": "ADDED", "object": named("created")}, resource)
+    await controller.on_event({"type": None, "object": named("changed")}, resource)
+    await controller.on_event({"type": "MODIFIED", "object": named("changed", 2)}, resource)
+    assert controller.queue.depth_by_priority() == {"high": 2, "low": 1}
+    # A dependent's change is a follow-up: it waits with the list (and moves nothing up).
+    controller.reconcile_owner("ns/listed")
+    assert controller.queue.depth_by_priority() == {"high": 2, "low": 1}

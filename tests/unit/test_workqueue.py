@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from runner.workqueue import Backoff, Result, WorkQueue
+from runner.workqueue import LOW_SHARE, Backoff, Priority, Result, WorkQueue
 
 
 class Recorder:
@@ -118,4 +118,112 @@ async def test_a_crashing_handler_does_not_kill_the_worker() -> None:
     q.add("ns/bad", 1)
     q.add("ns/good", 1)
     await until(lambda: "ns/good" in calls)
+    await q.stop()
+
+
+# --- priorities -------------------------------------------------------------------------------
+
+
+async def test_a_high_key_overtakes_a_backlog_of_low_ones() -> None:
+    rec = Recorder()
+    rec.block = True
+    q = WorkQueue("t", rec, concurrency=1)
+    q.start()
+    q.add("ns/first", 0, Priority.LOW)  # runs at once, and holds the only worker
+    await until(lambda: rec.running == 1)
+    for i in range(100):
+        q.add(f"ns/listed-{i}", i, Priority.LOW)
+    q.add("ns/new", "created by a user")
+    assert q.depth_by_priority() == {"high": 1, "low": 100}
+    rec.block = False
+    rec.release.set()
+    await until(lambda: len(rec.calls) == 102)
+    assert rec.calls[1] == ("ns/new", "created by a user")
+    await q.stop()
+
+
+async def test_low_keys_keep_a_share_of_the_runs_under_a_flood_of_high_ones() -> None:
+    rec = Recorder()
+    rec.block = True
+    q = WorkQueue("t", rec, concurrency=1)
+    q.start()
+    q.add("ns/first", 0)
+    await until(lambda: rec.running == 1)
+    for i in range(10):
+        q.add(f"ns/low-{i}", i, Priority.LOW)
+    for i in range(30):
+        q.add(f"ns/high-{i}", i)
+    rec.block = False
+    rec.release.set()
+    await until(lambda: len(rec.calls) == 41)
+    order = [key for key, _ in rec.calls[1:]]
+    # While both wait, one run in LOW_SHARE is a low one, oldest first.
+    first_low = [order.index(f"ns/low-{i}") for i in range(3)]
+    assert first_low == [LOW_SHARE - 1, 2 * LOW_SHARE - 1, 3 * LOW_SHARE - 1], order
+    assert order.index("ns/high-29") < order.index("ns/low-9")  # and high still goes mostly first
+    await q.stop()
+
+
+async def test_a_waiting_low_key_moves_up_when_a_user_changes_it() -> None:
+    rec = Recorder()
+    rec.block = True
+    q = WorkQueue("t", rec, concurrency=1)
+    q.start()
+    q.add("ns/first", 0)
+    await until(lambda: rec.running == 1)
+    for i in range(5):
+        q.add(f"ns/listed-{i}", i, Priority.LOW)
+    q.add("ns/listed-4", "edited", Priority.HIGH)
+    q.add("ns/listed-0", "relisted", Priority.LOW)  # a low event never moves a key down, nor back
+    assert q.depth_by_priority() == {"high": 1, "low": 4} and q.depth() == 5
+    rec.block = False
+    rec.release.set()
+    await until(lambda: len(rec.calls) == 6)
+    assert rec.calls[1] == ("ns/listed-4", "edited")
+    assert [k for k, _ in rec.calls[2:]] == [f"ns/listed-{i}" for i in range(4)]
+    assert rec.calls[2] == ("ns/listed-0", "relisted")
+    await q.stop()
+
+
+async def test_requeues_and_retries_wait_at_low_priority() -> None:
+    calls: list[str] = []
+    gate = asyncio.Event()
+
+    async def handler(key: str, latest: Any) -> Result:
+        calls.append(key)
+        if key == "ns/blocker":
+            await gate.wait()
+        if calls.count(key) > 1:
+            return Result(ok=True)
+        return Result(ok=key != "ns/failing", requeue_after=0.01 if key == "ns/periodic" else None)
+
+    q = WorkQueue("t", handler, concurrency=1, backoff=Backoff(base=0.01, cap=0.01))
+    q.start()
+    q.add("ns/periodic", 1)
+    q.add("ns/failing", 1)
+    q.add("ns/blocker", 1)
+    await until(lambda: calls == ["ns/periodic", "ns/failing", "ns/blocker"])
+    await until(lambda: q.depth_by_priority() == {"high": 0, "low": 2})  # their timers fired
+    q.add("ns/new", 1)
+    gate.set()
+    await until(lambda: len(calls) == 6)
+    assert calls[3] == "ns/new" and sorted(calls[4:]) == ["ns/failing", "ns/periodic"]
+    await q.stop()
+
+
+async def test_a_followup_keeps_the_highest_priority_of_the_events_during_the_run() -> None:
+    rec = Recorder()
+    rec.block = True
+    q = WorkQueue("t", rec, concurrency=1)
+    q.start()
+    q.add("ns/a", 1, Priority.LOW)
+    await until(lambda: rec.running == 1)
+    q.add("ns/a", 2, Priority.LOW)  # a dependent changed...
+    q.add("ns/a", 3)  # ...and a user edited it
+    q.add("ns/a", 4, Priority.LOW)
+    q.add("ns/b", 1, Priority.LOW)
+    rec.release.set()
+    await until(lambda: len(rec.calls) == 3)
+    # The latest state, run at high priority: ahead of ns/b, which waited at low.
+    assert rec.calls[1:] == [("ns/a", 4), ("ns/b", 1)]
     await q.stop()
