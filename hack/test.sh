@@ -23,6 +23,6 @@ if [[ -z "${KUBECONFIG:-}" ]]; then
 fi
 
 echo "==> e2e tests, ${workers} side by side"
-"$py" -m pytest -m "e2e and not serial" -n "$workers" --dist worksteal -q -p no:cacheprovider -ra --durations=15
+"$py" -m pytest -m "e2e and not serial" -n "$workers" --dist load -q -p no:cacheprovider -ra --durations=15
 echo "==> e2e tests that need the cluster to themselves"
 "$py" -m pytest -m "e2e and serial" -q -p no:cacheprovider -ra

@@ -3,6 +3,7 @@ between two replicas (one reconciles, the other stands by and takes over when th
 
 from __future__ import annotations
 
+import json
 import signal
 import urllib.error
 import urllib.request
@@ -158,3 +159,29 @@ def test_a_leader_that_loses_its_lease_exits(cluster: Cluster, namespace: str, s
     wait_for(lambda: op.proc is not None and op.proc.poll() is not None, what="the operator to exit", timeout=30)
     assert op.proc.returncode == 1
     assert f"lost lease {namespace}/{lease}" in op.log()
+
+
+def test_a_new_object_goes_ahead_of_the_initial_list(cluster: Cluster, namespace: str,
+                                                    start_operator: StartOperator) -> None:
+    listed = [f"listed-{i:02d}" for i in range(15)]
+    cluster.apply(json.dumps({"apiVersion": "v1", "kind": "List",
+                              "items": [json.loads(example_manifest(name, {"k": "v"})) for name in listed]}),
+                  namespace)
+    # One worker, so the order of the runs is the queue's.
+    op = start_operator(args=["--max-concurrent-reconciles", "1"])
+
+    def order() -> list[str]:
+        prefix = f"reconciled Example {namespace}/"
+        return [line.split(prefix, 1)[1].split()[0] for line in op.log().splitlines() if prefix in line]
+
+    wait_for(order, what="the first run of the initial list", timeout=90)
+    backlog = wait_for(lambda: sample(scrape(op), "playbook_operator_workqueue_depth", controller=CONTROLLER,
+                                      priority="low"), what="the initial list waiting at low priority")
+    assert backlog is not None and backlog >= 5, backlog
+    before = len(order())
+    cluster.apply(example_manifest("late", {"k": "v"}), namespace)
+    wait_for(lambda: configmap(cluster, namespace, "late"), what="the new object's ConfigMap", timeout=90)
+    runs = order()
+    # Next after the run in flight when it came, ahead of every listed object still waiting.
+    assert runs.index("late") <= before + 1, runs
+    assert before + 1 < len(listed), f"the list was done before the new object came: {runs}"
