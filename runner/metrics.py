@@ -45,6 +45,8 @@ TASK_OUTCOMES = ("ok", "changed", "failed", "skipped", "ignored")
 # prometheus/client_golang's DefBuckets: the SDK's histogram uses them, and dashboards
 # that read its buckets expect the same edges.
 GO_DEFAULT_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+# controller-runtime's workqueue buckets: 10 ns to 1,000 s, ten to a bucket.
+QUEUE_BUCKETS = tuple(1e-8 * 10**i for i in range(12))
 # An Ansible run takes seconds to minutes; a task milliseconds to minutes.
 RECONCILE_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0, 600.0)
 TASK_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
@@ -148,6 +150,10 @@ class Metrics:
         self.task_duration = Histogram("playbook_operator_ansible_task_duration_seconds",
                                        "How long an Ansible task takes, per watch and outcome.",
                                        [*_WATCH_LABELS, "outcome"], buckets=TASK_BUCKETS, registry=reg)
+        # controller-runtime's name, with the priority the key ran at as a label of its own.
+        self.queue_wait = Histogram("workqueue_queue_duration_seconds",
+                                    "How long in seconds an item stays in workqueue before being requested",
+                                    ["name", "controller", "priority"], buckets=QUEUE_BUCKETS, registry=reg)
         self._queues = _QueueCollector()
         reg.register(self._queues)
         ProcessCollector(registry=reg)
@@ -165,6 +171,11 @@ class Metrics:
         self.reconciles.labels(GVK=gvk).observe(duration)
         self.reconciles_total.labels(group, version, kind, result, "true" if changed else "false").inc()
         self.reconcile_duration.labels(group, version, kind, result).observe(duration)
+
+    def record_queue_wait(self, *, version: str, kind: str, priority: str, seconds: float) -> None:
+        """How long a key waited in a watch's queue before a worker took it, at `priority`."""
+        name = controller_name(version, kind)
+        self.queue_wait.labels(name=name, controller=name, priority=priority).observe(seconds)
 
     def record_tasks(self, *, group: str, version: str, kind: str, tasks: Iterable[Mapping[str, Any]]) -> None:
         """The task results of one Ansible run (``RunResult.task_results``: dicts with

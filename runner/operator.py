@@ -69,7 +69,8 @@ class WatchController:
         self.metrics = metrics
         self.trigger = Trigger(watch.watch_annotations_changes)
         self.queue = WorkQueue(name=f"{watch.kind}.{watch.group}", handler=self._handle,
-                               concurrency=watch.max_concurrent_reconciles)
+                               concurrency=watch.max_concurrent_reconciles,
+                               on_wait=self._waited if metrics is not None else None)
         self.ref: ResourceRef | None = None
         self.dependents: DependentWatches | None = None
 
@@ -133,6 +134,11 @@ class WatchController:
             self._watch_dependents(obj, outcome.dependents, started)
         requeue = outcome.requeue_after  # the requeue_after module, else the (annotated) reconcilePeriod
         return Result(ok=outcome.ok, requeue_after=requeue if outcome.ok else None)
+
+    def _waited(self, priority: Priority, seconds: float) -> None:
+        assert self.metrics is not None
+        self.metrics.record_queue_wait(version=self.watch.version, kind=self.watch.kind,
+                                       priority=priority.name.lower(), seconds=seconds)
 
     def _count(self, outcome: Outcome) -> None:
         if self.metrics is None:

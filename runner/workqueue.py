@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -56,6 +57,7 @@ class _KeyState:
     running: bool = False
     dirty: bool = False
     dirty_priority: Priority = Priority.LOW  # the highest priority of the events while it ran
+    enqueued_at: float = 0.0  # monotonic; kept when the key moves up
     failures: int = 0
     timer: asyncio.TimerHandle | None = None
     forgotten: bool = False
@@ -76,6 +78,8 @@ class WorkQueue:
     handler: Handler
     concurrency: int = 1
     backoff: Backoff = field(default_factory=Backoff)
+    # Told how long each key waited, and at which priority it was taken (for /metrics).
+    on_wait: Callable[[Priority, float], None] | None = None
 
     def __post_init__(self) -> None:
         self._keys: dict[str, _KeyState] = {}
@@ -168,6 +172,7 @@ class WorkQueue:
         if not st.queued:
             st.queued = True
             st.priority = priority
+            st.enqueued_at = time.monotonic()
             self._waiting[priority][key] = None
             self._tokens.put_nowait(None)
         elif priority > st.priority:
@@ -204,6 +209,8 @@ class WorkQueue:
                     del self._keys[key]
                 continue
             st.queued = False
+            if self.on_wait is not None:
+                self.on_wait(st.priority, time.monotonic() - st.enqueued_at)
             st.running = True
             st.dirty = False
             self.runs += 1

@@ -185,3 +185,9 @@ def test_a_new_object_goes_ahead_of_the_initial_list(cluster: Cluster, namespace
     # Next after the run in flight when it came, ahead of every listed object still waiting.
     assert runs.index("late") <= before + 1, runs
     assert before + 1 < len(listed), f"the list was done before the new object came: {runs}"
+    # How long each waited, by the priority it ran at, in controller-runtime's histogram.
+    waited = scrape(op)
+    labels = {"name": CONTROLLER, "controller": CONTROLLER}
+    assert sample(waited, "workqueue_queue_duration_seconds_count", **labels, priority="high") == 1.0
+    low = sample(waited, "workqueue_queue_duration_seconds_count", **labels, priority="low")
+    assert low is not None and low >= before, waited

@@ -143,6 +143,20 @@ def test_queue_depth_by_priority() -> None:
     assert value(samples, "workqueue_depth", name=name, controller=name) == 41.0
 
 
+def test_queue_wait_by_priority() -> None:
+    metrics = Metrics()
+    metrics.record_queue_wait(version="v1alpha1", kind="Example", priority="high", seconds=0.2)
+    metrics.record_queue_wait(version="v1alpha1", kind="Example", priority="low", seconds=30)
+    types, samples = scrape(metrics)
+    name = "example-v1alpha1-controller"
+    assert types["workqueue_queue_duration_seconds"] == "histogram"
+    labels = {"name": name, "controller": name}
+    assert value(samples, "workqueue_queue_duration_seconds_count", **labels, priority="high") == 1.0
+    assert value(samples, "workqueue_queue_duration_seconds_bucket", **labels, priority="high", le="1.0") == 1.0
+    assert value(samples, "workqueue_queue_duration_seconds_bucket", **labels, priority="low", le="10.0") == 0.0
+    assert value(samples, "workqueue_queue_duration_seconds_sum", **labels, priority="low") == 30.0
+
+
 def test_leader_status() -> None:
     metrics = Metrics()
     metrics.set_leader("abc-playbook-operator", True)

@@ -227,3 +227,21 @@ async def test_a_followup_keeps_the_highest_priority_of_the_events_during_the_ru
     # The latest state, run at high priority: ahead of ns/b, which waited at low.
     assert rec.calls[1:] == [("ns/a", 4), ("ns/b", 1)]
     await q.stop()
+
+
+async def test_each_key_s_wait_is_told_with_the_priority_it_ran_at() -> None:
+    rec = Recorder()
+    rec.block = True
+    waits: list[tuple[Priority, float]] = []
+    q = WorkQueue("t", rec, concurrency=1, on_wait=lambda priority, seconds: waits.append((priority, seconds)))
+    q.start()
+    q.add("ns/first", 0, Priority.LOW)
+    await until(lambda: rec.running == 1)
+    q.add("ns/listed", 1, Priority.LOW)
+    await asyncio.sleep(0.05)
+    q.add("ns/listed", 2)  # moved up: its wait still counts from when it first queued
+    rec.release.set()
+    await until(lambda: len(waits) == 2 and len(rec.calls) == 2)
+    assert waits[0][0] == Priority.LOW and waits[1][0] == Priority.HIGH
+    assert waits[1][1] >= 0.05
+    await q.stop()
