@@ -102,12 +102,9 @@ def plan(binding: Mapping[str, Any], *, namespace: str, service: Mapping[str, An
     if not _NAME.match(name):
         refusal = refusal or f"the binding name {name!r} must match [a-z0-9.-]{{1,253}}"
     if deleting:
-        changes = []
-        for w in workloads:
-            result = projection(w, binding, None, mappings)
-            if result["changed"]:
-                changes.append(_change(w, result))
-        return {"secret": None, "changes": changes, "conditions": [], "binding": None, "events": []}
+        removals = [_change(w, result) for w in workloads
+                    if (result := projection(w, binding, None, mappings))["changed"]]
+        return {"secret": None, "changes": removals, "conditions": [], "binding": None, "events": []}
 
     if refusal:
         cond = _condition("Ready", False, "NamespaceNotAllowed" if "namespace" in refusal else "InvalidBinding",

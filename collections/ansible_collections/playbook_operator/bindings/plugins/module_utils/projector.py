@@ -209,7 +209,7 @@ def _hollow(value: Any) -> bool:
     """An empty list or map, or a map of nothing but those."""
     if isinstance(value, dict):
         return all(_hollow(v) for v in value.values())
-    return value == []
+    return isinstance(value, list) and not value
 
 
 def project(workload: dict[str, Any], binding: Mapping[str, Any], secret: str, mapping: Mapping[str, Any],

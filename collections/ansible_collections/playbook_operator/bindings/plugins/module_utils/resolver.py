@@ -79,7 +79,7 @@ def resolve_mapping(api_version: str, kind: str, mappings: Sequence[Mapping[str,
             raise MappingError(f"ClusterWorkloadResourceMapping {wanted}: spec.versions must be a list")
         exact = [v for v in versions if isinstance(v, dict) and v.get("version") == version]
         wildcard = [v for v in versions if isinstance(v, dict) and v.get("version") == "*"]
-        template = (exact or wildcard or [None])[0]
+        template = next(iter(exact or wildcard), None)
     if template is None:
         return copy.deepcopy(BUILTIN_MAPPINGS.get((group, kind), PODSPEC_MAPPING))
     out: dict[str, Any] = {
