@@ -15,6 +15,7 @@ from typing import Any
 
 from ansible.errors import AnsibleFilterError
 from ansible_collections.playbook_operator.kube.plugins.module_utils import selectors
+from ansible_collections.playbook_operator.workloads.plugins.module_utils import objects
 
 Pod = Mapping[str, Any]
 Selector = Mapping[str, Any]
@@ -23,90 +24,6 @@ TERMINAL_PHASES = ("Succeeded", "Failed")
 # Less valuable phases first; a phase missing here (none yet, or terminal) ranks as Pending,
 # as the zero value of the controller's lookup does.
 _PHASE_ORDER = {"Pending": 0, "Unknown": 1, "Running": 2}
-
-
-# --- time ----------------------------------------------------------------------------
-
-
-def _utc(moment: datetime.datetime) -> datetime.datetime:
-    # A naive datetime (Ansible's now() without utc=true) is taken as UTC rather than local
-    # time: the apiserver's timestamps are UTC and mixing both cannot be compared.
-    return moment.replace(tzinfo=datetime.UTC) if moment.tzinfo is None else moment.astimezone(datetime.UTC)
-
-
-def _parse_time(value: Any, what: str) -> datetime.datetime | None:
-    """An RFC 3339 string, a datetime or epoch seconds as an aware UTC datetime; None when unset."""
-    if value is None or value == "":
-        return None
-    if isinstance(value, datetime.datetime):
-        return _utc(value)
-    if isinstance(value, bool):
-        raise AnsibleFilterError(f"{what} must be a timestamp, not {value!r}")
-    if isinstance(value, int | float):
-        return datetime.datetime.fromtimestamp(value, datetime.UTC)
-    if isinstance(value, str):
-        try:
-            return _utc(datetime.datetime.fromisoformat(value))
-        except ValueError:
-            pass
-    raise AnsibleFilterError(f"{what} must be an RFC 3339 timestamp, not {value!r}")
-
-
-def _now(now: Any) -> datetime.datetime:
-    parsed = _parse_time(now, "now")
-    return parsed if parsed is not None else datetime.datetime.now(datetime.UTC)
-
-
-# --- one pod -------------------------------------------------------------------------
-
-
-def _meta(obj: Mapping[str, Any]) -> Mapping[str, Any]:
-    return obj.get("metadata") or {}
-
-
-def _labels(obj: Mapping[str, Any]) -> Mapping[str, Any]:
-    return _meta(obj).get("labels") or {}
-
-
-def _name(pod: Pod) -> str:
-    return str(_meta(pod).get("name") or "")
-
-
-def _phase(pod: Pod) -> str:
-    return str((pod.get("status") or {}).get("phase") or "")
-
-
-def _ready_condition(pod: Pod) -> Mapping[str, Any] | None:
-    for condition in (pod.get("status") or {}).get("conditions") or []:
-        if isinstance(condition, Mapping) and condition.get("type") == "Ready":
-            return condition
-    return None
-
-
-def _is_ready(pod: Pod) -> bool:
-    condition = _ready_condition(pod)
-    return condition is not None and condition.get("status") == "True"
-
-
-def _ready_since(pod: Pod) -> datetime.datetime | None:
-    condition = _ready_condition(pod)
-    return None if condition is None else _parse_time(condition.get("lastTransitionTime"), "lastTransitionTime")
-
-
-def _max_restarts(pod: Pod) -> int:
-    statuses = (pod.get("status") or {}).get("containerStatuses") or []
-    return max((int(s.get("restartCount") or 0) for s in statuses if isinstance(s, Mapping)), default=0)
-
-
-def _being_deleted(obj: Mapping[str, Any]) -> bool:
-    return bool(_meta(obj).get("deletionTimestamp"))
-
-
-def _controller_uid(pod: Pod) -> str | None:
-    for ref in _meta(pod).get("ownerReferences") or []:
-        if isinstance(ref, Mapping) and ref.get("controller") is True:
-            return str(ref.get("uid") or "")
-    return None
 
 
 def _check_pods(pods: Any, what: str = "pods") -> Sequence[Pod]:
@@ -120,7 +37,7 @@ def _check_pods(pods: Any, what: str = "pods") -> Sequence[Pod]:
 
 def podset_is_active(pod: Pod) -> bool:
     """Neither finished (Succeeded/Failed) nor being deleted: the pods a ReplicaSet counts."""
-    return _phase(pod) not in TERMINAL_PHASES and not _being_deleted(pod)
+    return objects.phase(pod) not in TERMINAL_PHASES and not objects.being_deleted(pod)
 
 
 def podset_is_ready(pod: Pod, min_ready_seconds: int = 0, now: Any = None) -> bool:
@@ -129,14 +46,14 @@ def podset_is_ready(pod: Pod, min_ready_seconds: int = 0, now: Any = None) -> bo
     A pod whose Ready condition has no lastTransitionTime cannot prove how long it has been
     ready, so it is not available while min_ready_seconds > 0.
     """
-    if not _is_ready(pod):
+    if not objects.is_ready(pod):
         return False
     if not min_ready_seconds:
         return True
-    since = _ready_since(pod)
+    since = objects.ready_since(pod)
     if since is None:
         return False
-    return _now(now) - since >= datetime.timedelta(seconds=int(min_ready_seconds))
+    return objects.now(now) - since >= datetime.timedelta(seconds=int(min_ready_seconds))
 
 
 # --- ranking -------------------------------------------------------------------------
@@ -151,16 +68,16 @@ def _age(moment: datetime.datetime | None, now: datetime.datetime) -> tuple[int,
 
 
 def _deletion_key(pod: Pod, now: datetime.datetime) -> tuple[Any, ...]:
-    ready = _is_ready(pod)
+    ready = objects.is_ready(pod)
     return (
         1 if (pod.get("spec") or {}).get("nodeName") else 0,  # unassigned first
-        _PHASE_ORDER.get(_phase(pod), 0),  # Pending, Unknown, Running
+        _PHASE_ORDER.get(objects.phase(pod), 0),  # Pending, Unknown, Running
         1 if ready else 0,  # not ready first
         # Only compared between two ready pods (readiness is equal by now): the shorter ready, the sooner.
-        _age(_ready_since(pod), now) if ready else (0, datetime.timedelta(0)),
-        -_max_restarts(pod),  # more restarts first
-        _age(_parse_time(_meta(pod).get("creationTimestamp"), "creationTimestamp"), now),  # newer first
-        _name(pod),
+        _age(objects.ready_since(pod), now) if ready else (0, datetime.timedelta(0)),
+        -objects.max_restarts(pod),  # more restarts first
+        _age(objects.parse_time(objects.meta(pod).get("creationTimestamp"), "creationTimestamp"), now),  # newer first
+        objects.name(pod),
     )
 
 
@@ -174,7 +91,7 @@ def podset_rank_for_deletion(pods: Sequence[Pod], now: Any = None) -> list[Pod]:
     the same on every run. Not used: the controller's pod-deletion-cost and co-location ranks
     (taken as equal) and its logarithmic time buckets (times are compared exactly).
     """
-    moment = _now(now)
+    moment = objects.now(now)
     return sorted(_check_pods(pods), key=lambda pod: _deletion_key(pod, moment))
 
 
@@ -220,16 +137,16 @@ def podset_counts(pods: Sequence[Pod], selector: Selector | None, min_ready_seco
     fullyLabeledReplicas counts those that also carry every template label (all of them when
     template_labels is empty).
     """
-    moment = _now(now)
+    moment = objects.now(now)
     counted = [pod for pod in _check_pods(pods)
-               if podset_is_active(pod) and podset_selector_matches(_labels(pod), selector)]
+               if podset_is_active(pod) and podset_selector_matches(objects.labels(pod), selector)]
     # The template's labels as a selector: all must be present; no labels select every pod.
     fully = {"matchLabels": dict(template_labels or {})}
     return {
         "replicas": len(counted),
-        "readyReplicas": sum(1 for pod in counted if _is_ready(pod)),
+        "readyReplicas": sum(1 for pod in counted if objects.is_ready(pod)),
         "availableReplicas": sum(1 for pod in counted if podset_is_ready(pod, min_ready_seconds, moment)),
-        "fullyLabeledReplicas": sum(1 for pod in counted if podset_selector_matches(_labels(pod), fully)),
+        "fullyLabeledReplicas": sum(1 for pod in counted if podset_selector_matches(objects.labels(pod), fully)),
     }
 
 
@@ -253,21 +170,21 @@ def podset_classify(pods: Sequence[Pod], podset: Mapping[str, Any]) -> dict[str,
     """
     spec = _spec(podset)
     selector = spec.get("selector")
-    uid = str(_meta(podset).get("uid") or "")
-    namespace = _meta(podset).get("namespace")
-    leaving = _being_deleted(podset)
+    uid = str(objects.meta(podset).get("uid") or "")
+    namespace = objects.meta(podset).get("namespace")
+    leaving = objects.being_deleted(podset)
     out: dict[str, list[Pod]] = {k: [] for k in
                                  ("owned", "to_adopt", "to_release", "terminal", "terminating", "ignored")}
     for pod in _check_pods(pods):
-        controller = _controller_uid(pod)
-        same_namespace = namespace is None or _meta(pod).get("namespace") in (None, namespace)
-        matches = podset_selector_matches(_labels(pod), selector)
+        controller = objects.controller_uid(pod)
+        same_namespace = namespace is None or objects.meta(pod).get("namespace") in (None, namespace)
+        matches = podset_selector_matches(objects.labels(pod), selector)
         if not same_namespace:
             bucket = "ignored"
         elif controller is not None and uid and controller == uid:
-            if _being_deleted(pod):
+            if objects.being_deleted(pod):
                 bucket = "terminating"
-            elif _phase(pod) in TERMINAL_PHASES:
+            elif objects.phase(pod) in TERMINAL_PHASES:
                 bucket = "terminal"
             elif matches:
                 bucket = "owned"
@@ -282,7 +199,7 @@ def podset_classify(pods: Sequence[Pod], podset: Mapping[str, Any]) -> dict[str,
 
 
 def _names(pods: Sequence[Pod]) -> list[str]:
-    return sorted(_name(pod) for pod in pods)
+    return sorted(objects.name(pod) for pod in pods)
 
 
 def podset_plan(podset: Mapping[str, Any], pods: Sequence[Pod], now: Any = None) -> dict[str, Any]:
@@ -296,7 +213,7 @@ def podset_plan(podset: Mapping[str, Any], pods: Sequence[Pod], now: Any = None)
     A PodSet being deleted plans nothing (the garbage collector removes its pods); its
     counts are still reported.
     """
-    moment = _now(now)
+    moment = objects.now(now)
     return plan_from_classes(podset, podset_classify(pods, podset), moment)
 
 
@@ -307,17 +224,17 @@ def plan_from_classes(podset: Mapping[str, Any], classes: Mapping[str, list[Pod]
     active = [*classes["owned"], *classes["to_adopt"]]
     template = spec.get("template") or {}
     counts = podset_counts(active, spec.get("selector"), int(spec.get("minReadySeconds") or 0), moment,
-                           _labels(template))
+                           objects.labels(template))
     plan: dict[str, Any] = {"create": 0, "delete": [], "adopt": [], "release": [], "replace_terminal": [],
                             "counts": counts}
-    if _being_deleted(podset):
+    if objects.being_deleted(podset):
         return plan
     replicas = spec.get("replicas")
     desired = 1 if replicas is None else int(replicas)
     surplus = len(active) - desired
     plan["create"] = max(0, -surplus)
     if surplus > 0:
-        plan["delete"] = [_name(pod) for pod in podset_rank_for_deletion(active, moment)[:surplus]]
+        plan["delete"] = [objects.name(pod) for pod in podset_rank_for_deletion(active, moment)[:surplus]]
     plan["adopt"] = _names(classes["to_adopt"])
     plan["release"] = _names(classes["to_release"])
     plan["replace_terminal"] = _names(classes["terminal"])

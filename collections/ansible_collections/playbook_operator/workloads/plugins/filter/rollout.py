@@ -22,21 +22,13 @@ from typing import Any
 
 from ansible.errors import AnsibleFilterError
 from ansible_collections.playbook_operator.workloads.plugins.filter.podset import (
-    _being_deleted,
-    _controller_uid,
-    _labels,
-    _meta,
-    _name,
-    _now,
-    _parse_time,
-    _ready_since,
     _spec,
-    _utc,
     plan_from_classes,
     podset_classify,
     podset_is_ready,
     podset_rank_for_deletion,
 )
+from ansible_collections.playbook_operator.workloads.plugins.module_utils import objects
 
 HASH_LABEL = "pod-template-hash"
 # On revision records, so a PodSet's revisions can be listed by label.
@@ -66,7 +58,7 @@ def podset_template_hash(template: Mapping[str, Any], collision_count: int = 0) 
 
 def podset_revision_selector(podset: Mapping[str, Any]) -> str:
     """The label selector that lists the PodSet's revision records."""
-    return f"{PODSET_LABEL}={_meta(podset).get('name') or ''}"
+    return f"{PODSET_LABEL}={objects.meta(podset).get('name') or ''}"
 
 
 def _revision_number(revision: Revision) -> int:
@@ -90,15 +82,15 @@ def podset_revisions(revisions: Sequence[Revision], podset: Mapping[str, Any]) -
     """The revision records (ControllerRevisions) the PodSet controls, oldest revision first."""
     if not isinstance(revisions, Sequence) or isinstance(revisions, str | bytes):
         raise AnsibleFilterError(f"revisions must be a list, not {type(revisions).__name__}")
-    uid = str(_meta(podset).get("uid") or "")
+    uid = str(objects.meta(podset).get("uid") or "")
     owned = []
     for revision in revisions:
         if not isinstance(revision, Mapping):
             raise AnsibleFilterError(f"revisions must be a list of objects, found {revision!r}")
-        refs = _meta(revision).get("ownerReferences") or []
+        refs = objects.meta(revision).get("ownerReferences") or []
         if uid and any(isinstance(r, Mapping) and r.get("controller") is True and r.get("uid") == uid for r in refs):
             owned.append(revision)
-    return sorted(owned, key=lambda r: (_revision_number(r), _name(r)))
+    return sorted(owned, key=lambda r: (_revision_number(r), objects.name(r)))
 
 
 # --- does a pod run a template? -----------------------------------------------------------
@@ -187,7 +179,7 @@ def podset_runs_template(pod: Pod, template: Mapping[str, Any]) -> bool:
         "metadata": {"labels": meta.get("labels") or {}, "annotations": meta.get("annotations") or {}},
         "spec": template.get("spec") or {},
     }
-    return _covers({"metadata": _meta(pod), "spec": pod.get("spec") or {}}, wanted)
+    return _covers({"metadata": objects.meta(pod), "spec": pod.get("spec") or {}}, wanted)
 
 
 # --- bounds ------------------------------------------------------------------------------
@@ -238,7 +230,7 @@ def _replicas(spec: Mapping[str, Any]) -> int:
 
 
 def _rfc3339(moment: datetime.datetime) -> str:
-    return _utc(moment).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return objects.utc(moment).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _condition(status: Mapping[str, Any], kind: str) -> Mapping[str, Any]:
@@ -249,7 +241,7 @@ def _condition(status: Mapping[str, Any], kind: str) -> Mapping[str, Any]:
 
 
 def _pod_hash(pod: Pod) -> str | None:
-    value = _labels(pod).get(HASH_LABEL)
+    value = objects.labels(pod).get(HASH_LABEL)
     return None if value is None else str(value)
 
 
@@ -259,7 +251,7 @@ def _seconds_until_available(pods: Sequence[Pod], min_ready_seconds: int, now: d
         return None
     waits = []
     for pod in pods:
-        since = _ready_since(pod)
+        since = objects.ready_since(pod)
         if since is not None and not podset_is_ready(pod, min_ready_seconds, now):
             waits.append((since - now).total_seconds() + min_ready_seconds)
     return max(0.0, min(waits)) if waits else None
@@ -268,7 +260,7 @@ def _seconds_until_available(pods: Sequence[Pod], min_ready_seconds: int, now: d
 def _revision_manifest(
     podset: Mapping[str, Any], name: str, template_hash: str, template: Any, number: int, owner: Mapping[str, Any]
 ) -> dict[str, Any]:
-    meta = _meta(podset)
+    meta = objects.meta(podset)
     annotations = {}
     cause = (meta.get("annotations") or {}).get(CHANGE_CAUSE)
     if cause:
@@ -397,9 +389,9 @@ class _Split:
 
 def _read(podset: Mapping[str, Any], pods: Sequence[Pod], revisions: Sequence[Revision], now: Any) -> _Facts:
     spec = _spec(podset)
-    meta = _meta(podset)
+    meta = objects.meta(podset)
     status = podset.get("status") or {}
-    moment = _now(now)
+    moment = objects.now(now)
     name = str(meta.get("name") or "")
     classes = podset_classify(pods, podset)
     base = plan_from_classes(podset, classes, moment)
@@ -413,7 +405,7 @@ def _read(podset: Mapping[str, Any], pods: Sequence[Pod], revisions: Sequence[Re
         classes=classes,
         base=base,
         revisions=owned_revisions,
-        by_name={_name(r): r for r in owned_revisions},
+        by_name={objects.name(r): r for r in owned_revisions},
         max_number=max((_revision_number(r) for r in owned_revisions), default=0),
         template=spec.get("template") or {},
         collisions=int(status.get("collisionCount") or 0),
@@ -489,7 +481,7 @@ def _choose_target(facts: _Facts, spec_hash: str) -> _Target:
         name=name,
         record=record,
         template=facts.template if name == spec_revision else podset_revision_template(record or {}),
-        hash=str(_labels(record or {}).get(HASH_LABEL) or name.rsplit("-", 1)[-1]),
+        hash=str(objects.labels(record or {}).get(HASH_LABEL) or name.rsplit("-", 1)[-1]),
     )
 
 
@@ -497,7 +489,7 @@ def _record_the_target(facts: _Facts, target: _Target, owner_ref: Mapping[str, A
     """A record for a new template; an old template that is back (an undo, or the user's own
     revert) becomes the newest revision again, as a Deployment renumbers the ReplicaSet it goes
     back to."""
-    if target.record is None and target.name == target.spec_revision and not _being_deleted(facts.podset):
+    if target.record is None and target.name == target.spec_revision and not objects.being_deleted(facts.podset):
         manifest = _revision_manifest(facts.podset, target.spec_revision, target.spec_hash, facts.template,
                                       facts.max_number + 1, owner_ref)
         return {"create": [manifest]}
@@ -518,12 +510,12 @@ def _split_pods(facts: _Facts, target: _Target) -> _Split:
     gets the label and stays, as a ReplicaSet keeps the pods it adopts."""
     moment, min_ready, replicas = facts.moment, facts.min_ready, facts.replicas
     active = [*facts.classes["owned"], *facts.classes["to_adopt"]]
-    running_target = [] if _being_deleted(facts.podset) or not isinstance(target.template, Mapping) else [
+    running_target = [] if objects.being_deleted(facts.podset) or not isinstance(target.template, Mapping) else [
         p for p in active if _pod_hash(p) is None and podset_runs_template(p, target.template)
     ]
-    relabelled = {_name(p) for p in running_target}
-    new = [p for p in active if _pod_hash(p) == target.hash or _name(p) in relabelled]
-    old = [p for p in active if _pod_hash(p) != target.hash and _name(p) not in relabelled]
+    relabelled = {objects.name(p) for p in running_target}
+    new = [p for p in active if _pod_hash(p) == target.hash or objects.name(p) in relabelled]
+    old = [p for p in active if _pod_hash(p) != target.hash and objects.name(p) not in relabelled]
     available = [p for p in active if podset_is_ready(p, min_ready, moment)]
     new_available = [p for p in new if podset_is_ready(p, min_ready, moment)]
     complete = len(new) == replicas and len(new_available) == replicas and not old
@@ -541,13 +533,14 @@ def _split_pods(facts: _Facts, target: _Target) -> _Split:
 
 
 def _relabel(split: _Split, target: _Target) -> list[dict[str, Any]]:
-    return [{"name": _name(p), "labels": {HASH_LABEL: target.hash}} for p in sorted(split.running_target, key=_name)]
+    return [{"name": objects.name(p), "labels": {HASH_LABEL: target.hash}}
+            for p in sorted(split.running_target, key=objects.name)]
 
 
 def _scale(facts: _Facts, target: _Target, split: _Split) -> tuple[int, list[str]]:
     """How many pods of the target to create and which pods to delete, within the strategy's
     bounds; nothing while the PodSet is being deleted."""
-    if _being_deleted(facts.podset):
+    if objects.being_deleted(facts.podset):
         return 0, []
     if facts.recreate and not facts.paused:
         create, delete = _recreate(facts, target, split)
@@ -557,14 +550,14 @@ def _scale(facts: _Facts, target: _Target, split: _Split) -> tuple[int, list[str
         create, delete = _roll(facts, split)
     if len(split.new) > facts.replicas:
         surplus = len(split.new) - facts.replicas
-        delete += [_name(p) for p in podset_rank_for_deletion(split.new, facts.moment)[:surplus]]
+        delete += [objects.name(p) for p in podset_rank_for_deletion(split.new, facts.moment)[:surplus]]
     return create, delete
 
 
 def _recreate(facts: _Facts, target: _Target, split: _Split) -> tuple[int, list[str]]:
     """Every old pod goes, and only once none is left (nor still terminating) do new ones come."""
     if split.old:
-        return 0, [_name(p) for p in podset_rank_for_deletion(split.old, facts.moment)]
+        return 0, [objects.name(p) for p in podset_rank_for_deletion(split.old, facts.moment)]
     if all(_pod_hash(p) == target.hash for p in facts.classes["terminating"]):
         return max(0, facts.replicas - len(split.new)), []
     return 0, []
@@ -587,7 +580,7 @@ def _roll(facts: _Facts, split: _Split) -> tuple[int, list[str]]:
         cleanup = unhealthy[:max_scaled_down]
         can_go = min(max_scaled_down - len(cleanup), len(split.available) - split.min_available)
         healthy = [p for p in ranked_old if podset_is_ready(p, min_ready, moment)]
-        delete = [_name(p) for p in cleanup] + [_name(p) for p in healthy[: max(0, can_go)]]
+        delete = [objects.name(p) for p in cleanup] + [objects.name(p) for p in healthy[: max(0, can_go)]]
     return create, delete
 
 
@@ -597,7 +590,7 @@ def _progress(facts: _Facts, target: _Target, split: _Split, plan: dict[str, Any
     deadline when the PodSet must go back from it now ("" otherwise)."""
     before = target.before
     progressed = _progressed(facts, target, split)
-    last_progress = _parse_time(before.get("lastHeartbeatTime"), "lastHeartbeatTime")
+    last_progress = objects.parse_time(before.get("lastHeartbeatTime"), "lastHeartbeatTime")
     since_progress = (facts.moment - last_progress).total_seconds() if last_progress else 0.0
     if target.rolled_back:
         return _rolled_back_condition(target.failed, target.current, facts.by_name, facts.deadline, before), ""
@@ -813,11 +806,12 @@ def _prune(
     revisions: Sequence[Revision], keep: set[str], pods: Sequence[Pod], podset: Mapping[str, Any], limit: int
 ) -> list[str]:
     """Old revisions beyond revisionHistoryLimit, oldest first; never one with pods."""
-    uid = str(_meta(podset).get("uid") or "")
-    in_use = {_pod_hash(p) for p in pods if uid and _controller_uid(p) == uid}
-    candidates = [r for r in revisions if _name(r) not in keep and str(_labels(r).get(HASH_LABEL)) not in in_use]
+    uid = str(objects.meta(podset).get("uid") or "")
+    in_use = {_pod_hash(p) for p in pods if uid and objects.controller_uid(p) == uid}
+    candidates = [r for r in revisions
+                  if objects.name(r) not in keep and str(objects.labels(r).get(HASH_LABEL)) not in in_use]
     surplus = len(candidates) - max(0, limit)
-    return [_name(r) for r in candidates[:surplus]] if surplus > 0 else []
+    return [objects.name(r) for r in candidates[:surplus]] if surplus > 0 else []
 
 
 class FilterModule:
