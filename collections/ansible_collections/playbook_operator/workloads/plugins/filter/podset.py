@@ -150,12 +150,6 @@ def podset_counts(pods: Sequence[Pod], selector: Selector | None, min_ready_seco
     }
 
 
-def _spec(podset: Mapping[str, Any]) -> Mapping[str, Any]:
-    if not isinstance(podset, Mapping):
-        raise AnsibleFilterError(f"podset must be a PodSet object, not {type(podset).__name__}")
-    return podset.get("spec") or {}
-
-
 def podset_classify(pods: Sequence[Pod], podset: Mapping[str, Any]) -> dict[str, list[Pod]]:
     """Split the pods of the PodSet's namespace by what the PodSet must do with them.
 
@@ -168,7 +162,7 @@ def podset_classify(pods: Sequence[Pod], podset: Mapping[str, Any]) -> dict[str,
     - ignored: the rest, above all pods another controller owns, which are never touched.
     Pods in another namespace are ignored.
     """
-    spec = _spec(podset)
+    spec = objects.podset_spec(podset)
     selector = spec.get("selector")
     uid = str(objects.meta(podset).get("uid") or "")
     namespace = objects.meta(podset).get("namespace")
@@ -220,7 +214,7 @@ def podset_plan(podset: Mapping[str, Any], pods: Sequence[Pod], now: Any = None)
 def plan_from_classes(podset: Mapping[str, Any], classes: Mapping[str, list[Pod]],
                       moment: datetime.datetime) -> dict[str, Any]:
     """podset_plan from pods already split by podset_classify, for callers that need both."""
-    spec = _spec(podset)
+    spec = objects.podset_spec(podset)
     active = [*classes["owned"], *classes["to_adopt"]]
     template = spec.get("template") or {}
     counts = podset_counts(active, spec.get("selector"), int(spec.get("minReadySeconds") or 0), moment,

@@ -22,7 +22,6 @@ from typing import Any
 
 from ansible.errors import AnsibleFilterError
 from ansible_collections.playbook_operator.workloads.plugins.filter.podset import (
-    _spec,
     plan_from_classes,
     podset_classify,
     podset_is_ready,
@@ -208,7 +207,7 @@ def podset_rolling_bounds(podset: Mapping[str, Any]) -> dict[str, int]:
     both come to zero, maxUnavailable becomes 1 so the rollout can move. Recreate gives
     surge 0 and unavailable = replicas (everything goes before anything comes).
     """
-    spec = _spec(podset)
+    spec = objects.podset_spec(podset)
     replicas = _replicas(spec)
     strategy = spec.get("strategy") or {}
     if strategy.get("type") == "Recreate":
@@ -388,7 +387,7 @@ class _Split:
 
 
 def _read(podset: Mapping[str, Any], pods: Sequence[Pod], revisions: Sequence[Revision], now: Any) -> _Facts:
-    spec = _spec(podset)
+    spec = objects.podset_spec(podset)
     meta = objects.meta(podset)
     status = podset.get("status") or {}
     moment = objects.now(now)

@@ -96,3 +96,10 @@ def controller_uid(pod: Pod) -> str | None:
         if isinstance(ref, Mapping) and ref.get("controller") is True:
             return str(ref.get("uid") or "")
     return None
+
+
+def podset_spec(podset: Mapping[str, Any]) -> Mapping[str, Any]:
+    """A PodSet's spec ({} when unset); anything but an object is refused."""
+    if not isinstance(podset, Mapping):
+        raise AnsibleFilterError(f"podset must be a PodSet object, not {type(podset).__name__}")
+    return podset.get("spec") or {}
