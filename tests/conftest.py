@@ -16,7 +16,6 @@ from __future__ import annotations
 import fcntl
 import os
 import subprocess
-import sys
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -24,10 +23,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import ROOT, Cluster, OperatorProcess, StartOperator
+from tests.support import ROOT, Cluster, OperatorProcess, StartOperator, cluster_script
 
 CLUSTER_NAME = os.environ.get("TEST_CLUSTER_NAME", "pytest")
-CLUSTER_SCRIPT = [sys.executable, str(ROOT / "hack" / "cluster.py"), "--name", CLUSTER_NAME]
 # Left in the session's base temp dir by whichever process started the local cluster.
 STARTED_MARK = "local-cluster-kubeconfig"
 
@@ -47,10 +45,11 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     items.sort(key=lambda item: item.get_closest_marker("slow") is None)
 
 
-def _start_local_cluster() -> Path:
-    proc = subprocess.run([*CLUSTER_SCRIPT, "up"], capture_output=True, text=True)
+def _cluster_up(name: str, *args: str, timeout: float | None = None) -> Path:
+    """A local control plane started (`hack/cluster.py up`), as its kubeconfig."""
+    proc = subprocess.run([*cluster_script(name), "up", *args], capture_output=True, text=True, timeout=timeout)
     if proc.returncode != 0:
-        pytest.fail(f"could not start the local cluster:\n{proc.stderr}", pytrace=False)
+        pytest.fail(f"could not start the local cluster {name!r}:\n{proc.stderr}", pytrace=False)
     return Path(proc.stdout.strip().splitlines()[-1])
 
 
@@ -74,7 +73,7 @@ def cluster(pytestconfig: pytest.Config) -> Iterator[Cluster]:
     mark = _session_dir(pytestconfig) / STARTED_MARK
     with one_worker_at_a_time(pytestconfig, "local-cluster"):
         if not mark.exists():
-            mark.write_text(str(_start_local_cluster()))
+            mark.write_text(str(_cluster_up(CLUSTER_NAME)))
     yield Cluster(kubeconfig=Path(mark.read_text()), local_name=CLUSTER_NAME)
 
 
@@ -83,7 +82,7 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     if hasattr(config, "workerinput") or not hasattr(config, "_tmp_path_factory"):
         return
     if (_session_dir(config) / STARTED_MARK).exists() and not os.environ.get("KEEP_CLUSTER"):
-        subprocess.run([*CLUSTER_SCRIPT, "down"], check=False)
+        subprocess.run([*cluster_script(CLUSTER_NAME), "down"], check=False)
 
 
 @pytest.fixture
@@ -91,13 +90,11 @@ def own_cluster(tmp_path: Path) -> Iterator[Cluster]:
     """A local control plane of this test's own (one node), stopped at its end: for tests that stop,
     restart or break the control plane, which would fail the tests beside them on the shared one."""
     name = f"own-{uuid.uuid4().hex[:6]}"
-    script = [sys.executable, str(ROOT / "hack" / "cluster.py"), "--name", name]
-    up = subprocess.run([*script, "up", "--nodes", "1"], capture_output=True, text=True, timeout=300)
-    assert up.returncode == 0, up.stderr
+    kubeconfig = _cluster_up(name, "--nodes", "1", timeout=300)
     try:
-        yield Cluster(kubeconfig=Path(up.stdout.strip().splitlines()[-1]), local_name=name)
+        yield Cluster(kubeconfig=kubeconfig, local_name=name)
     finally:
-        subprocess.run([*script, "down"], capture_output=True, check=False)
+        subprocess.run([*cluster_script(name), "down"], capture_output=True, check=False)
 
 
 @pytest.fixture

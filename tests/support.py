@@ -88,6 +88,11 @@ class Cluster:
         self.kubectl("apply", "-n", namespace, "-f", "-", input=manifest)
 
 
+def cluster_script(name: str) -> list[str]:
+    """`hack/cluster.py --name NAME` run by this interpreter: add `up`, `down`, ... to it."""
+    return [sys.executable, str(ROOT / "hack" / "cluster.py"), "--name", name]
+
+
 def service_account_cluster(cluster: Cluster, name: str, namespace: str, path: Path) -> Cluster:
     """The same cluster seen as a ServiceAccount: a kubeconfig at `path` with a token of its own
     (`kubectl create token`), for an OperatorProcess that must hold only that account's rights."""

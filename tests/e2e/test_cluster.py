@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 import uuid
 
 import pytest
 
 from hack.devkit import kube_bin_dir, versions
-from tests.support import ROOT, Cluster, wait_for
+from tests.support import Cluster, cluster_script, wait_for
 
 
 def test_nodes_are_ready(cluster: Cluster) -> None:
@@ -92,7 +91,7 @@ def test_two_clusters_side_by_side(cluster: Cluster, own_cluster: Cluster) -> No
     assert own_cluster.kubectl("get", "nodes", "-o", "name").stdout.split() == ["node/kwok-node-0"]
     # The first cluster still answers, with its own three nodes.
     assert len(cluster.kubectl("get", "nodes", "-o", "name").stdout.split()) >= 3
-    script = [sys.executable, str(ROOT / "hack" / "cluster.py"), "--name", str(own_cluster.local_name)]
+    script = cluster_script(str(own_cluster.local_name))
     down = subprocess.run([*script, "down"], capture_output=True, text=True)
     assert down.returncode == 0
     # Stopping twice is a no-op.

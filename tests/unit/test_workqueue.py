@@ -35,6 +35,19 @@ async def until(cond: Any, timeout: float = 2.0) -> None:
             await asyncio.sleep(0.001)
 
 
+async def busy_queue(first_priority: Priority = Priority.HIGH, first_key: str = "ns/first",
+                     **options: Any) -> tuple[Recorder, WorkQueue]:
+    """A started one-worker queue whose worker holds `first_key` until `rec.release` is set, so
+    that what is added meanwhile waits, in the order the queue will choose."""
+    rec = Recorder()
+    rec.block = True
+    q = WorkQueue("t", rec, concurrency=1, **options)
+    q.start()
+    q.add(first_key, 0, first_priority)
+    await until(lambda: rec.running == 1)
+    return rec, q
+
+
 async def test_events_during_a_run_coalesce_into_one_followup_on_the_latest_state() -> None:
     rec = Recorder()
     rec.block = True
@@ -125,17 +138,11 @@ async def test_a_crashing_handler_does_not_kill_the_worker() -> None:
 
 
 async def test_a_high_key_overtakes_a_backlog_of_low_ones() -> None:
-    rec = Recorder()
-    rec.block = True
-    q = WorkQueue("t", rec, concurrency=1)
-    q.start()
-    q.add("ns/first", 0, Priority.LOW)  # runs at once, and holds the only worker
-    await until(lambda: rec.running == 1)
+    rec, q = await busy_queue(Priority.LOW)
     for i in range(100):
         q.add(f"ns/listed-{i}", i, Priority.LOW)
     q.add("ns/new", "created by a user")
     assert q.depth_by_priority() == {"high": 1, "low": 100}
-    rec.block = False
     rec.release.set()
     await until(lambda: len(rec.calls) == 102)
     assert rec.calls[1] == ("ns/new", "created by a user")
@@ -143,17 +150,11 @@ async def test_a_high_key_overtakes_a_backlog_of_low_ones() -> None:
 
 
 async def test_low_keys_keep_a_share_of_the_runs_under_a_flood_of_high_ones() -> None:
-    rec = Recorder()
-    rec.block = True
-    q = WorkQueue("t", rec, concurrency=1)
-    q.start()
-    q.add("ns/first", 0)
-    await until(lambda: rec.running == 1)
+    rec, q = await busy_queue()
     for i in range(10):
         q.add(f"ns/low-{i}", i, Priority.LOW)
     for i in range(30):
         q.add(f"ns/high-{i}", i)
-    rec.block = False
     rec.release.set()
     await until(lambda: len(rec.calls) == 41)
     order = [key for key, _ in rec.calls[1:]]
@@ -165,18 +166,12 @@ async def test_low_keys_keep_a_share_of_the_runs_under_a_flood_of_high_ones() ->
 
 
 async def test_a_waiting_low_key_moves_up_when_a_user_changes_it() -> None:
-    rec = Recorder()
-    rec.block = True
-    q = WorkQueue("t", rec, concurrency=1)
-    q.start()
-    q.add("ns/first", 0)
-    await until(lambda: rec.running == 1)
+    rec, q = await busy_queue()
     for i in range(5):
         q.add(f"ns/listed-{i}", i, Priority.LOW)
     q.add("ns/listed-4", "edited", Priority.HIGH)
     q.add("ns/listed-0", "relisted", Priority.LOW)  # a low event never moves a key down, nor back
     assert q.depth_by_priority() == {"high": 1, "low": 4} and q.depth() == 5
-    rec.block = False
     rec.release.set()
     await until(lambda: len(rec.calls) == 6)
     assert rec.calls[1] == ("ns/listed-4", "edited")
@@ -212,12 +207,7 @@ async def test_requeues_and_retries_wait_at_low_priority() -> None:
 
 
 async def test_a_followup_keeps_the_highest_priority_of_the_events_during_the_run() -> None:
-    rec = Recorder()
-    rec.block = True
-    q = WorkQueue("t", rec, concurrency=1)
-    q.start()
-    q.add("ns/a", 1, Priority.LOW)
-    await until(lambda: rec.running == 1)
+    rec, q = await busy_queue(Priority.LOW, "ns/a")
     q.add("ns/a", 2, Priority.LOW)  # a dependent changed...
     q.add("ns/a", 3)  # ...and a user edited it
     q.add("ns/a", 4, Priority.LOW)
@@ -230,13 +220,8 @@ async def test_a_followup_keeps_the_highest_priority_of_the_events_during_the_ru
 
 
 async def test_each_key_s_wait_is_told_with_the_priority_it_ran_at() -> None:
-    rec = Recorder()
-    rec.block = True
     waits: list[tuple[Priority, float]] = []
-    q = WorkQueue("t", rec, concurrency=1, on_wait=lambda priority, seconds: waits.append((priority, seconds)))
-    q.start()
-    q.add("ns/first", 0, Priority.LOW)
-    await until(lambda: rec.running == 1)
+    rec, q = await busy_queue(Priority.LOW, on_wait=lambda priority, seconds: waits.append((priority, seconds)))
     q.add("ns/listed", 1, Priority.LOW)
     await asyncio.sleep(0.05)
     q.add("ns/listed", 2)  # moved up: its wait still counts from when it first queued
