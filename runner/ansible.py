@@ -27,6 +27,7 @@ from runner.artifacts import Scrubber
 # collections (operator_sdk.util and the project's own plugins).
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 IN_TREE_COLLECTIONS = PROJECT_ROOT / "collections"
+CONNECTION_PLUGINS = Path(__file__).resolve().parent / "plugins" / "connection"
 
 
 @dataclass(frozen=True)
@@ -89,8 +90,10 @@ TaskCallback = Callable[[dict[str, Any]], None]
 
 
 def _inventory(interpreter: Path | None) -> str:
-    # Modules run with this interpreter: discovery would pick a Python without our packages.
-    return f"localhost ansible_connection=local ansible_python_interpreter={interpreter or sys.executable}\n"
+    # Modules run with this interpreter: discovery would pick a Python without our packages. A warm
+    # interpreter's modules go straight to its server (runner/plugins/connection/warm_local.py).
+    connection = "warm_local" if interpreter is not None else "local"
+    return f"localhost ansible_connection={connection} ansible_python_interpreter={interpreter or sys.executable}\n"
 
 
 def _playbook_for(target: Target, workdir: Path) -> Path:
@@ -112,10 +115,14 @@ def _playbook_for(target: Target, workdir: Path) -> Path:
 
 
 def _collections_path(env: Mapping[str, str]) -> str:
-    # The run's environment, handed on from the operator's with the in-tree collections first
+    return _first_on_path(IN_TREE_COLLECTIONS, "ANSIBLE_COLLECTIONS_PATH", env)
+
+
+def _first_on_path(ours: Path, name: str, env: Mapping[str, str]) -> str:
+    # The run's environment, handed on from the operator's with our directory first
     # (runner.settings lists the modules that may read the environment, and why).
-    paths = [str(IN_TREE_COLLECTIONS)]
-    existing = env.get("ANSIBLE_COLLECTIONS_PATH") or os.environ.get("ANSIBLE_COLLECTIONS_PATH")
+    paths = [str(ours)]
+    existing = env.get(name) or os.environ.get(name)
     if existing:
         paths.append(existing)
     return ":".join(paths)
@@ -206,6 +213,7 @@ def run(request: RunRequest, on_task: TaskCallback | None = None) -> RunResult:
         **request.env,
         # Every Python process of the run, Ansible's and each module's, installs the owner-reference
         # hook at start-up, whichever interpreter runs it, warm or not (see runner.ownerrefs).
+        "ANSIBLE_CONNECTION_PLUGINS": _first_on_path(CONNECTION_PLUGINS, "ANSIBLE_CONNECTION_PLUGINS", request.env),
         "PYTHONPATH": ownerrefs.pythonpath(request.env.get("PYTHONPATH", os.environ.get("PYTHONPATH"))),
     }
     (request.private_data_dir / "inventory").mkdir(exist_ok=True)

@@ -12,13 +12,21 @@ the real program, so a job never depends on a server being there.
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import json
 import os
+import re
+import selectors
+import shlex
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterator, Mapping
 from pathlib import Path
+from typing import Any
 
 from runner import ownerrefs
 
@@ -159,6 +167,155 @@ class WarmAnsible:
                 with contextlib.suppress(OSError):
                     os.kill(pid, signal.SIGTERM)
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+# ---------------------------------------------------------------- Ansible's side: a module job without the shim
+
+_ASSIGNMENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*=")
+
+
+def python_server(command: str, env: Mapping[str, str]) -> tuple[Path, dict[str, str]] | None:
+    """The warm python server a pipelined module command would reach through the shim, and the
+    environment the shim would hand it; None when the command is anything else.
+
+    Ansible runs a pipelined module as ``/bin/sh -c '[NAME=value ...] INTERPRETER && sleep 0'``
+    with the payload on stdin. When INTERPRETER is a python shim whose server is listening, the
+    job can go to the server directly: the two shells, the shim's interpreter and ``sleep`` are
+    what the shim path adds to every module run.
+    """
+    try:
+        outer = shlex.split(command)
+        if len(outer) != 3 or os.path.basename(outer[0]) != "sh" or outer[1] != "-c":
+            return None
+        words = shlex.split(outer[2])
+    except ValueError:
+        return None
+    job_env = dict(env)
+    while words and _ASSIGNMENT.match(words[0]):
+        name, _, value = words.pop(0).partition("=")
+        job_env[name] = value
+    if len(words) != 4 or words[1:] != ["&&", "sleep", "0"] or os.path.basename(words[0]) != "python":
+        return None
+    path = Path(words[0]).parent / f"python-{python_signature(job_env)}.sock"
+    return (path, job_env) if path.exists() else None
+
+
+def python_signature(env: Mapping[str, str]) -> str:
+    """The python server's key, as the shim's ``config_signature`` computes it (a unit test holds
+    the two together): the interpreter's own variables, PYTHONPATH included."""
+    sig = sorted((k, v) for k, v in env.items() if k.startswith("PYTHON"))
+    return hashlib.sha256(json.dumps(sig).encode()).hexdigest()[:16]
+
+
+def run_python_job(server: Path, env: Mapping[str, str], cwd: str, stdin: bytes) -> tuple[int, bytes, bytes] | None:
+    """Run a module payload in a child of the warm python server, as the shim would, and return
+    its exit code, stdout and stderr; None when the server does not answer (the caller then
+    takes the shim's path, which starts one)."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.connect(str(server))
+    except OSError:
+        sock.close()
+        return None
+    umask = os.umask(0)
+    os.umask(umask)
+    body = json.dumps({"argv": [sys.executable], "env": dict(env), "cwd": cwd, "umask": umask}).encode()
+    data = len(body).to_bytes(4, "big") + body
+    stdin_r, stdin_w = os.pipe()
+    stdout_r, stdout_w = os.pipe()
+    stderr_r, stderr_w = os.pipe()
+    ours = {stdin_w, stdout_r, stderr_r}
+    child = None
+    try:
+        try:
+            sent = socket.send_fds(sock, [data[:65536]], [stdin_r, stdout_w, stderr_w])
+        finally:
+            for fd in (stdin_r, stdout_w, stderr_w):  # the child has its copies now
+                os.close(fd)
+        if sent < len(data):
+            sock.sendall(data[sent:])
+        reader = sock.makefile("rb")
+        first = reader.readline()
+        if not first:
+            return None
+        child = json.loads(first)["pid"]
+        with _signals_forwarded_to(child):
+            out, err = _exchange(stdin_w, stdout_r, stderr_r, stdin, ours)
+            last = reader.readline()
+        child = None
+        return (json.loads(last)["rc"] if last else 1), out, err
+    finally:
+        if child is not None:  # interrupted (a task's timeout): the job must not outlive its task
+            with contextlib.suppress(OSError):
+                os.killpg(child, signal.SIGTERM)
+        for fd in ours:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        sock.close()
+
+
+@contextlib.contextmanager
+def _signals_forwarded_to(child: int) -> Iterator[None]:
+    """As the shim does: a signal that ends the caller (Ansible's worker) ends the job as well,
+    which has a process group of its own; then the caller's own handler runs."""
+    forwarded = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+    previous: dict[int, Any] = {}
+
+    def forward(signum: int, frame: Any) -> None:
+        with contextlib.suppress(OSError):
+            os.killpg(child, signum)
+        handler = previous[signum]
+        if callable(handler):
+            handler(signum, frame)
+        elif handler != signal.SIG_IGN:
+            signal.signal(signum, signal.SIG_DFL)
+            os.kill(os.getpid(), signum)
+
+    try:
+        for sig in forwarded:
+            previous[sig] = signal.signal(sig, forward)
+    except ValueError:  # not the main thread: signals are not ours to handle
+        pass
+    try:
+        yield
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+
+
+def _exchange(stdin_fd: int, stdout_fd: int, stderr_fd: int, data: bytes, open_fds: set[int]) -> tuple[bytes, bytes]:
+    """Write the payload and read both outputs at once, as ``Popen.communicate`` does: a payload
+    larger than a pipe's buffer must not block on a child that is writing. Each descriptor is
+    closed, and taken out of `open_fds`, once done with."""
+    outputs = {stdout_fd: bytearray(), stderr_fd: bytearray()}
+    view = memoryview(data)
+
+    def done(fd: int) -> None:
+        selector.unregister(fd)
+        open_fds.discard(fd)
+        os.close(fd)
+
+    with selectors.DefaultSelector() as selector:
+        os.set_blocking(stdin_fd, False)
+        selector.register(stdin_fd, selectors.EVENT_WRITE)
+        for fd in outputs:
+            selector.register(fd, selectors.EVENT_READ)
+        while selector.get_map():
+            for key, _events in selector.select():
+                if key.fd == stdin_fd:
+                    try:
+                        view = view[os.write(stdin_fd, view[:65536]):]
+                    except BrokenPipeError:  # the child stopped reading: its output says why
+                        view = view[:0]
+                    if not view:
+                        done(stdin_fd)
+                    continue
+                chunk = os.read(key.fd, 65536)
+                if chunk:
+                    outputs[key.fd] += chunk
+                else:
+                    done(key.fd)
+    return bytes(outputs[stdout_fd]), bytes(outputs[stderr_fd])
 
 
 def _lock_holder(lock: Path) -> int | None:

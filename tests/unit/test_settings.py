@@ -226,7 +226,8 @@ def test_reconcile_help_names_every_default(capsys: pytest.CaptureFixture[str],
 # --- the environment is read here only ---------------------------------------------------------------
 
 # Modules that hand the environment on to the processes of a run, or (ownerrefs) run inside them.
-HANDS_THE_ENVIRONMENT_ON = {"settings.py", "ansible.py", "warm.py", "forkserver.py", "ownerrefs.py"}
+HANDS_THE_ENVIRONMENT_ON = {"settings.py", "ansible.py", "warm.py", "forkserver.py", "ownerrefs.py",
+                            "plugins/connection/warm_local.py"}
 READS_THE_ENVIRONMENT = re.compile(r"\bos\.environ\b|\bgetenv\b|\benviron\b|\bputenv\b")
 
 

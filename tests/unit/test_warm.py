@@ -4,6 +4,7 @@ cwd, stdin, stdout, stderr and exit code, whether a server answers or not."""
 from __future__ import annotations
 
 import os
+import shlex
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -12,6 +13,8 @@ from pathlib import Path
 import pytest
 
 from hack.devkit import pid_alive
+from runner import ansible, ownerrefs
+from runner import warm as warm_module
 from runner.warm import WarmAnsible
 from tests.support import wait_for
 
@@ -125,3 +128,106 @@ def test_servers_exit_when_closed(tmp_path: Path) -> None:
     w.close()
 
     wait_for(lambda: not pid_alive(pid), what="the server to exit", timeout=10)
+
+
+# ---------------------------------------------------------------- modules sent straight to the server
+
+
+def module_command(shim: Path, *assignments: str) -> str:
+    """What Ansible's local connection runs for a pipelined module."""
+    inner = " ".join([*assignments, str(shim), "&&", "sleep", "0"])
+    return f"/bin/sh -c {shlex.quote(inner)}"
+
+
+def test_a_module_command_finds_the_server_its_shim_would_reach(warm: WarmAnsible) -> None:
+    env = {**os.environ, "PYTHONPATH": ownerrefs.pythonpath(os.environ.get("PYTHONPATH"))}
+    assert warm_module.python_server(module_command(warm.python_interpreter), env) is None  # none listening yet
+    warm.prestart()  # the shim starts the server, keyed by its own digest of the environment
+    wait_for(lambda: warm.servers(), what="the python server to listen")
+    found = warm_module.python_server(module_command(warm.python_interpreter), env)
+    assert found is not None and found[0] == warm.servers()[0]
+
+    # Another PYTHONPATH is another server, which is not there.
+    assert warm_module.python_server(module_command(warm.python_interpreter, "PYTHONPATH=/elsewhere"), env) is None
+    # A task's `environment:` comes as assignments before the interpreter, and reaches the job.
+    found = warm_module.python_server(module_command(warm.python_interpreter, "PROBE='a b'"), env)
+    assert found is not None and found[1]["PROBE"] == "a b"
+
+
+@pytest.mark.parametrize("command", [
+    "/bin/sh -c 'echo hi'",
+    "/bin/sh -c '/usr/bin/python3 && sleep 0'",  # another interpreter, not a shim
+    "/bin/sh -c 'python && sleep 0; rm -rf x'",
+    "/bin/sh -c '/tmp/x/python script.py && sleep 0'",
+    "sudo -u root /bin/sh -c '/tmp/x/python && sleep 0'",
+    "/bin/sh -c 'unbalanced",
+])
+def test_anything_but_a_pipelined_module_is_left_to_the_local_connection(command: str) -> None:
+    assert warm_module.python_server(command, os.environ) is None
+
+
+def test_a_job_sent_to_the_server_behaves_like_python(warm: WarmAnsible, tmp_path: Path) -> None:
+    warm.prestart()
+    wait_for(lambda: warm.servers(), what="the python server to listen")
+    server = warm.servers()[0]
+    env = {**os.environ, "PROBE": "p3", "CODE": "4"}
+    expected = subprocess.run([sys.executable], input=SCRIPT.encode(), capture_output=True, cwd=tmp_path, env=env)
+    result = warm_module.run_python_job(server, env, str(tmp_path), SCRIPT.encode())
+    assert result == (4, expected.stdout, expected.stderr)
+
+
+def test_a_large_payload_and_large_outputs_do_not_block(warm: WarmAnsible) -> None:
+    # Module payloads are larger than a pipe's buffer, and so can their output be.
+    warm.prestart()
+    wait_for(lambda: warm.servers(), what="the python server to listen")
+    filler = "#" + "x" * (4 << 20) + "\n"
+    script = filler + "import sys\nsys.stdout.write('o' * (3 << 20))\nsys.stderr.write('e' * (3 << 20))\n"
+    result = warm_module.run_python_job(warm.servers()[0], dict(os.environ), os.getcwd(), script.encode())
+    assert result is not None
+    rc, out, err = result
+    assert (rc, len(out), len(err)) == (0, 3 << 20, 3 << 20)
+    assert set(out) == {ord("o")} and set(err) == {ord("e")}
+
+
+def test_no_server_means_none(tmp_path: Path) -> None:
+    assert warm_module.run_python_job(tmp_path / "python-0.sock", dict(os.environ), str(tmp_path), b"") is None
+
+
+def test_ansibles_modules_reach_the_server_without_the_shim(warm: WarmAnsible, tmp_path: Path) -> None:
+    """The inventory of a warm run names the warm_local connection: module runs go straight to the
+    server. Proof: they still work when the shim itself can no longer be executed."""
+    playbook = tmp_path / "play.yml"
+    playbook.write_text("""
+- hosts: localhost
+  gather_facts: false
+  tasks:
+    - name: Run a module with a task environment
+      ansible.builtin.command: printenv PROBE
+      environment:
+        PROBE: "from the task"
+      register: printed
+      changed_when: false
+    - name: Fail a module on request
+      ansible.builtin.command: /bin/false
+      when: fail | default(false) | bool
+""")
+    inventory = tmp_path / "hosts"
+    inventory.write_text(ansible._inventory(warm.python_interpreter))
+    env = {**os.environ, "ANSIBLE_PIPELINING": "True", "ANSIBLE_CONNECTION_PLUGINS": str(ansible.CONNECTION_PLUGINS),
+           "PYTHONPATH": ownerrefs.pythonpath(os.environ.get("PYTHONPATH")), "ANSIBLE_NOCOLOR": "1"}
+    playbook_cmd = [str(Path(sys.executable).parent / "ansible-playbook"), "-i", str(inventory), str(playbook), "-v"]
+    subprocess.run([str(warm.python_interpreter)], input=b"", env=env, check=True, timeout=60)  # starts the server
+    wait_for(lambda: warm.servers(), what="the python server to listen")
+    warm.python_interpreter.chmod(0o000)
+
+    ok = subprocess.run(playbook_cmd, env=env, capture_output=True, text=True, timeout=120)
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    assert '"stdout": "from the task"' in ok.stdout
+
+    failed = subprocess.run([*playbook_cmd, "-e", "fail=true"], env=env, capture_output=True, text=True, timeout=120)
+    assert failed.returncode == 2 and '"rc": 1' in failed.stdout
+
+    # The local connection, which goes through the shim, cannot run them now.
+    local = subprocess.run([*playbook_cmd, "-e", "ansible_connection=local"], env=env, capture_output=True, text=True,
+                           timeout=120)
+    assert local.returncode != 0
