@@ -40,6 +40,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from runner.apicache import Cache, KindKey, resource_version
 from runner.basics import selectors
 from runner.ownerrefs import PRIMARY_RESOURCE, PRIMARY_RESOURCE_TYPE
 
@@ -207,8 +208,9 @@ class DependentWatches:
     reporting owners to the loop. `namespaces` are WATCH_NAMESPACE's; none means the cluster."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop, notify: Notify, api_client: Any = None,
-                 namespaces: Sequence[str] = ()) -> None:
+                 namespaces: Sequence[str] = (), cache: Cache | None = None) -> None:
         self.loop = loop
+        self.cache = cache  # what the watches see, kept for the roles' reads (runner.apiproxy)
         self.notify = notify
         self.api_client = api_client
         self.namespaces = tuple(namespaces)
@@ -379,6 +381,11 @@ class DependentWatches:
         log.info("watching dependent kind %s %s %s", scope.api_version, scope.kind, scope.where)
         return True
 
+    def _lost(self, kind: KindKey | None, scope: WatchScope) -> None:
+        """The watch broke: until it lists again, the cache cannot say what is missing there."""
+        if self.cache is not None and kind is not None:
+            self.cache.lost(kind, scope.namespace)
+
     def _watch(self, scope: WatchScope) -> None:
         from kubernetes import client, dynamic
         from kubernetes.client.exceptions import ApiException
@@ -387,6 +394,7 @@ class DependentWatches:
         namespace = scope.namespace or None
         delay = 1.0
         reviewed = False
+        kind: KindKey | None = None
         while not self._stopped.is_set():
             try:
                 resource = api.resources.get(api_version=scope.api_version, kind=scope.kind)
@@ -394,9 +402,17 @@ class DependentWatches:
                     if not self._wait_until_permitted(resource, scope):
                         return
                     reviewed = True
+                if self.cache is not None:
+                    kind = KindKey(str(resource.group or ""), str(resource.api_version), str(resource.name))
                 listing = resource.get(namespace=namespace)
                 version = listing.metadata.resourceVersion
-                for owner in self.listed(scope, listing.to_dict().get("items") or []):
+                items = listing.to_dict().get("items") or []
+                if self.cache is not None and kind is not None:
+                    # Items of a list carry no kind; the cache answers them as a watch gives them.
+                    self.cache.listed(kind, scope.namespace, [{"apiVersion": scope.api_version, "kind": scope.kind,
+                                                               **item} for item in items],
+                                      resource_version({"metadata": {"resourceVersion": version}}))
+                for owner in self.listed(scope, items):
                     self.loop.call_soon_threadsafe(self.notify, owner)
                 while not self._stopped.is_set():
                     stream = api.watch(  # type: ignore[no-untyped-call]
@@ -405,6 +421,8 @@ class DependentWatches:
                     for event in stream:
                         obj = event["raw_object"]
                         version = obj.get("metadata", {}).get("resourceVersion", version)
+                        if self.cache is not None and kind is not None:  # before the owners hear of it
+                            self.cache.event(kind, event["type"], obj)
                         if event["type"] in ("MODIFIED", "DELETED", "ADDED"):
                             whole = self.record(scope, event["type"], obj)
                             for owner in self.interested(obj, scope, event["type"], whole):
@@ -413,6 +431,7 @@ class DependentWatches:
                             return
                 delay = 1.0
             except ApiException as err:
+                self._lost(kind, scope)
                 if err.status == 410:  # resourceVersion too old: list again
                     continue
                 if err.status == 403:  # the rights were taken away since: review before trying again
@@ -420,6 +439,7 @@ class DependentWatches:
                 log.warning("watch of %s %s %s failed (%s); retrying in %.0fs", scope.api_version, scope.kind,
                             scope.where, err.reason, delay)
             except Exception as err:
+                self._lost(kind, scope)
                 log.warning("watch of %s %s %s failed (%s); retrying in %.0fs", scope.api_version, scope.kind,
                             scope.where, err, delay)
             if self._stopped.wait(delay):

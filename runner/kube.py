@@ -89,7 +89,7 @@ class Kube:
             raise
         return _as_dict(obj)
 
-    def patch_status(self, ref: ResourceRef, obj: Mapping[str, Any], status: Mapping[str, Any]) -> None:
+    def patch_status(self, ref: ResourceRef, obj: Mapping[str, Any], status: Mapping[str, Any]) -> dict[str, Any]:
         meta = obj["metadata"]
         # A merge patch would leave removed conditions behind; replace `status` as a whole,
         # guarded by the resourceVersion we read so a concurrent writer is never overwritten.
@@ -98,28 +98,31 @@ class Kube:
                              "resourceVersion": meta["resourceVersion"]},
                 "status": dict(status)}
         if ref.namespaced:
-            self.custom.replace_namespaced_custom_object_status(
+            out = self.custom.replace_namespaced_custom_object_status(
                 ref.group, ref.version, meta["namespace"], ref.plural, meta["name"], body)
         else:
-            self.custom.replace_cluster_custom_object_status(ref.group, ref.version, ref.plural, meta["name"], body)
+            out = self.custom.replace_cluster_custom_object_status(ref.group, ref.version, ref.plural, meta["name"],
+                                                                   body)
+        return _as_dict(out)
 
     def update_status(self, ref: ResourceRef, namespace: str | None, name: str,
-                      compute: Callable[[dict[str, Any]], dict[str, Any] | None], attempts: int = 5) -> bool:
+                      compute: Callable[[dict[str, Any]], dict[str, Any] | None],
+                      attempts: int = 5) -> dict[str, Any] | None:
         """Read the object, let `compute` derive the new status from it, write it if it differs.
 
         `compute` returns None to write nothing. A conflict (someone wrote in between, often
-        the role itself through k8s_status) re-reads and recomputes. Returns True if written.
+        the role itself through k8s_status) re-reads and recomputes. Returns the object as
+        written, or None when nothing was.
         """
         for _ in range(attempts):
             obj = self.get(ref, namespace, name)
             if obj is None:
-                return False
+                return None
             new = compute(obj)
             if new is None:
-                return False
+                return None
             try:
-                self.patch_status(ref, obj, new)
-                return True
+                return self.patch_status(ref, obj, new)
             except ApiException as err:
                 if err.status != 409:
                     raise

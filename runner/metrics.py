@@ -154,6 +154,10 @@ class Metrics:
         self.queue_wait = Histogram("workqueue_queue_duration_seconds",
                                     "How long in seconds an item stays in workqueue before being requested",
                                     ["name", "controller", "priority"], buckets=QUEUE_BUCKETS, registry=reg)
+        self.api_requests = Counter("playbook_operator_api_requests_total",
+                                    "Requests the roles made through the operator's API endpoint, by verb and by "
+                                    "what answered them: the watch cache or the apiserver.",
+                                    ["verb", "answered_by"], registry=reg)
         self._queues = _QueueCollector()
         reg.register(self._queues)
         ProcessCollector(registry=reg)
@@ -171,6 +175,10 @@ class Metrics:
         self.reconciles.labels(GVK=gvk).observe(duration)
         self.reconciles_total.labels(group, version, kind, result, "true" if changed else "false").inc()
         self.reconcile_duration.labels(group, version, kind, result).observe(duration)
+
+    def record_api_request(self, verb: str, answered_by: str) -> None:
+        """A request a role made through `runner.apiproxy`, answered by ``cache`` or ``apiserver``."""
+        self.api_requests.labels(verb=verb, answered_by=answered_by).inc()
 
     def record_queue_wait(self, *, version: str, kind: str, priority: str, seconds: float) -> None:
         """How long a key waited in a watch's queue before a worker took it, at `priority`."""

@@ -18,11 +18,13 @@ from typing import Any
 import kopf
 
 from runner import kube
+from runner.apicache import Cache, KindKey
+from runner.apiproxy import ApiProxy, Upstream
 from runner.dependents import DependentKind, DependentWatches, OwnerKey
 from runner.kube import ResourceRef
 from runner.leader import LeaderElector
 from runner.metrics import FAILED, SUCCEEDED, Metrics
-from runner.reconcile import Outcome, Reconciler
+from runner.reconcile import Outcome, Reconciler, owner_id
 from runner.watches import Watch
 from runner.workqueue import Priority, Result, WorkQueue
 
@@ -63,8 +65,10 @@ class Trigger:
 class WatchController:
     """Everything for one watches.yaml entry: trigger, queue, reconciler."""
 
-    def __init__(self, watch: Watch, reconciler: Reconciler, metrics: Metrics | None = None) -> None:
+    def __init__(self, watch: Watch, reconciler: Reconciler, metrics: Metrics | None = None,
+                 cache: Cache | None = None) -> None:
         self.watch = watch
+        self.cache = cache  # fed with every event, for the roles' reads (runner.apiproxy)
         self.reconciler = reconciler
         self.metrics = metrics
         self.trigger = Trigger(watch.watch_annotations_changes)
@@ -101,7 +105,11 @@ class WatchController:
             self.ref = ResourceRef(resource.group, resource.version, resource.kind, resource.plural,
                                    resource.namespaced)
         key = object_key(obj)
+        if self.cache is not None:
+            self.cache.event(KindKey(resource.group, resource.version, resource.plural), event.get("type"), obj)
         if event.get("type") == "DELETED":
+            if self.cache is not None:
+                self.cache.forget(owner_id(self.watch, obj))
             self.queue.forget(key)
             self.trigger.forget(key)
             if self.dependents is not None:
@@ -151,10 +159,10 @@ class WatchController:
 
 
 def register(watches: list[Watch], reconciler: Reconciler, registry: kopf.OperatorRegistry,
-             metrics: Metrics | None = None) -> list[WatchController]:
+             metrics: Metrics | None = None, cache: Cache | None = None) -> list[WatchController]:
     controllers = []
     for watch in watches:
-        controller = WatchController(watch, reconciler, metrics)
+        controller = WatchController(watch, reconciler, metrics, cache)
         if metrics is not None:
             metrics.track_queue(group=watch.group, version=watch.version, kind=watch.kind,
                                 depth=controller.queue.depth, in_flight=controller.queue.in_flight,
@@ -232,8 +240,29 @@ async def run_operator(watches: list[Watch], reconciler: Reconciler, *, namespac
     registry = kopf.OperatorRegistry()
     # The same credentials as the kubernetes client (KUBECONFIG or the in-cluster account).
     kopf.on.login(registry=registry)(kopf.login_via_client)
-    controllers = register(watches, reconciler, registry, metrics)
-    dependents = DependentWatches(asyncio.get_running_loop(), _owner_router(controllers), namespaces=namespaces)
+    cache = proxy = None
+    if reconciler.settings.cache_reads:
+        cache = Cache()
+        proxy = ApiProxy(cache, Upstream.from_client(),
+                         record=metrics.record_api_request if metrics is not None else None)
+        await proxy.start()
+        reconciler.proxy = proxy
+    try:
+        await _watch_and_reconcile(watches, reconciler, namespaces=namespaces, stop=stop, metrics=metrics,
+                                   elector=elector, ready=ready, grace=grace, cache=cache, registry=registry)
+    finally:
+        if proxy is not None:
+            reconciler.proxy = None
+            await proxy.stop()
+
+
+async def _watch_and_reconcile(watches: list[Watch], reconciler: Reconciler, *, namespaces: list[str],
+                               stop: asyncio.Event | None, metrics: Metrics | None, elector: LeaderElector | None,
+                               ready: asyncio.Event | None, grace: float, cache: Cache | None,
+                               registry: kopf.OperatorRegistry) -> None:
+    controllers = register(watches, reconciler, registry, metrics, cache)
+    dependents = DependentWatches(asyncio.get_running_loop(), _owner_router(controllers), namespaces=namespaces,
+                                  cache=cache)
     for c in controllers:
         c.dependents = dependents
         c.queue.start()

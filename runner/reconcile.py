@@ -11,11 +11,12 @@ import json
 import logging
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from runner import ansible, status
+from runner.apicache import KindKey, resource_version
 from runner.dependents import DependentKind, read_reported
 from runner.extravars import Overrides, build_extra_vars, object_overrides
 from runner.kube import Kube, ResourceRef
@@ -23,6 +24,9 @@ from runner.ownerrefs import DEPENDENTS_ENV, OWNER_ENV
 from runner.settings import AnsibleSettings
 from runner.warm import WarmAnsible
 from runner.watches import Watch
+
+if TYPE_CHECKING:
+    from runner.apiproxy import ApiProxy
 
 log = logging.getLogger("playbook_operator.reconcile")
 
@@ -55,6 +59,12 @@ class Outcome:
     # Kinds the role created or read that the object owns (for dependent watches).
     dependents: frozenset[DependentKind] = frozenset()
     task_results: tuple[dict[str, Any], ...] = ()
+
+
+def owner_id(watch: Watch, obj: Mapping[str, Any]) -> str:
+    """Who a run works for, as the API endpoint's cache knows its writes across runs."""
+    meta = obj["metadata"]
+    return f"{watch.group}/{watch.kind}/{meta.get('namespace') or ''}/{meta['name']}"
 
 
 def artifact_dir(root: Path, watch: Watch, obj: Mapping[str, Any]) -> Path:
@@ -139,6 +149,8 @@ class Reconciler:
         self.kube = kube
         self.settings = settings
         self.warm = warm  # the warm fork servers' shims; None runs Ansible cold
+        # The API endpoint runs talk to (set once it listens); None: the apiserver itself.
+        self.proxy: ApiProxy | None = None
 
     async def reconcile(self, watch: Watch, ref: ResourceRef, obj: dict[str, Any]) -> Outcome:
         started = time.monotonic()
@@ -153,6 +165,8 @@ class Reconciler:
         if finalizer and finalizer not in (meta.get("finalizers") or []):
             obj = await asyncio.to_thread(
                 self.kube.set_finalizers, ref, obj, [*(meta.get("finalizers") or []), finalizer])
+        # The newest version of the object this reconcile knows of: the run's reads see no older.
+        seen = resource_version(obj) or 0
 
         if watch.manage_status and not self._converged(obj):
             def to_running(fresh: dict[str, Any]) -> dict[str, Any] | None:
@@ -162,10 +176,11 @@ class Reconciler:
                 running = status.running_status(fresh.get("status"))
                 return None if status.same_ignoring_times(running, fresh.get("status")) else running
 
-            await asyncio.to_thread(self.kube.update_status, ref, meta.get("namespace"), meta["name"],
-                                    to_running)
+            written = await asyncio.to_thread(self.kube.update_status, ref, meta.get("namespace"), meta["name"],
+                                              to_running)
+            seen = max(seen, resource_version(written) or 0)
 
-        run = await self._run(watch, obj, target=target_of(watch), finalizer_run=False)
+        run = await self._run(watch, ref, obj, target=target_of(watch), finalizer_run=False, seen=seen)
         return await self._finish(watch, ref, obj, run, started)
 
     def _converged(self, obj: Mapping[str, Any]) -> bool:
@@ -177,14 +192,26 @@ class Reconciler:
         return any(c.get("type") == status.SUCCESSFUL and c.get("status") == "True"
                    for c in st.get("conditions") or [])
 
-    async def _run(self, watch: Watch, obj: Mapping[str, Any], *, target: ansible.Target,
-                   finalizer_run: bool) -> Run:
+    async def _run(self, watch: Watch, ref: ResourceRef, obj: Mapping[str, Any], *, target: ansible.Target,
+                   finalizer_run: bool, seen: int) -> Run:
         request, overrides = build_run_request(self.settings, self.warm, watch, obj, target=target,
                                                finalizer_run=finalizer_run)
         for warning in overrides.warnings:
             log.warning("%s %s/%s: %s", watch.kind, obj["metadata"].get("namespace", ""), obj["metadata"]["name"],
                         warning)
-        result = await asyncio.to_thread(ansible.run, request)
+        proxy = self.proxy
+        if proxy is None:
+            result = await asyncio.to_thread(ansible.run, request)
+        else:
+            # Its own way in to the API endpoint, valid for this run only.
+            access = proxy.open_run(owner_id(watch, obj), {KindKey(ref.group, ref.version, ref.plural): seen})
+            kubeconfig = access.write_kubeconfig(request.private_data_dir / "kubeconfig", proxy.url)
+            request = replace(request, env={**request.env, "K8S_AUTH_KUBECONFIG": str(kubeconfig)})
+            try:
+                result = await asyncio.to_thread(ansible.run, request)
+            finally:
+                proxy.close_run(access)
+                kubeconfig.unlink(missing_ok=True)
         # Read (and remove) what this run reported, so the next run starts afresh.
         dependents = read_reported(request.private_data_dir / DEPENDENTS_FILE)
         return Run(result, overrides.reconcile_period, frozenset(dependents))
@@ -193,7 +220,7 @@ class Reconciler:
                         started: float) -> Outcome:
         assert watch.finalizer is not None
         target = finalizer_target(watch)
-        run = await self._run(watch, obj, target=target, finalizer_run=True)
+        run = await self._run(watch, ref, obj, target=target, finalizer_run=True, seen=resource_version(obj) or 0)
         if not run.result.successful:
             return await self._finish(watch, ref, obj, run, started)
         fresh = await asyncio.to_thread(self.kube.get, ref, obj["metadata"].get("namespace"),

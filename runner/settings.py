@@ -207,6 +207,10 @@ class AnsibleSettings:
     verbosity: int | None = None
     """``reconcile --ansible-verbosity``: one verbosity for the run, whatever the watch says.
     None (``run``): each watch's own."""
+    cache_reads: bool = True
+    """``--cache-reads``: runs talk to the operator's API endpoint (`runner.apiproxy`), which
+    answers their reads of watched kinds from the watch cache; false: they talk to the
+    apiserver themselves, with the operator's kubeconfig."""
     kubeconfig: str = ""
     """``$KUBECONFIG``, handed to each run's modules as ``K8S_AUTH_KUBECONFIG`` (the operator's own
     client reads it for itself); empty: the modules find the cluster as the client does."""
@@ -277,7 +281,8 @@ class OperatorSettings:
         ansible = AnsibleSettings(
             args=args.ansible_args,
             artifacts_dir=Path(args.ansible_artifacts_dir) if args.ansible_artifacts_dir else artifacts_root(),
-            inject_owner_ref=args.inject_owner_ref, warm=args.warm_ansible, kubeconfig=kubeconfig)
+            inject_owner_ref=args.inject_owner_ref, warm=args.warm_ansible, cache_reads=args.cache_reads,
+            kubeconfig=kubeconfig)
         serving = Serving(metrics_address=parse_bind_address(args.metrics_bind_address),
                           health_address=parse_bind_address(args.health_probe_bind_address))
         timings = Timings(args.leader_elect_lease_duration, args.leader_elect_renew_deadline,
@@ -364,6 +369,9 @@ RUN_FLAGS: tuple[Flag, ...] = (
     Flag("--warm-ansible", "run Ansible and its modules in warm fork servers; false runs a cold "
          "ansible-playbook and a fresh interpreter per task, as the SDK does", True, type=parse_boolean,
          options={"metavar": "BOOL"}),
+    Flag("--cache-reads", "answer roles' GETs and LISTs of watched kinds from the operator's watch cache, through "
+         "a local API endpoint their kubeconfig names; false: roles talk to the apiserver themselves",
+         True, type=parse_boolean, options={"metavar": "BOOL"}),
     Flag("--log-format", "how log lines are written", LOG_FORMAT, options={"choices": LOG_FORMATS}),
     Flag("--log-level", "the least level logged (DEBUG, INFO, WARNING, ERROR)", LOG_LEVEL,
          options={"metavar": "LEVEL"}),

@@ -15,6 +15,7 @@ import kubernetes.dynamic
 import pytest
 
 from runner import kube, operator
+from runner.apicache import Cache, KindKey, ReadRequest
 from runner.dependents import DependentKind, DependentWatches, OwnerKey, ReadInterest, WatchScope, watch_scopes
 
 POD = DependentKind("v1", "Pod", True)
@@ -75,7 +76,7 @@ class FakeApi:
             self.calls.append(("list", namespace))
             return SimpleNamespace(metadata=SimpleNamespace(resourceVersion="1"), to_dict=lambda: {"items": [pod]})
 
-        self.resource = SimpleNamespace(group="", name="pods", get=get)
+        self.resource = SimpleNamespace(group="", api_version="v1", name="pods", get=get)
         self.resources = SimpleNamespace(get=lambda api_version, kind: self.resource)
 
     def watch(self, resource: Any, namespace: str | None = None, **_: Any) -> Iterator[dict[str, Any]]:
@@ -112,6 +113,17 @@ async def test_a_watch_lists_and_watches_in_its_namespace(api: FakeApi) -> None:
     everywhere._permitted = lambda resource, scope: True  # type: ignore[method-assign]
     api.run(everywhere, WatchScope("v1", "Pod", True))
     assert api.calls == [("list", None), ("watch", None)]
+
+
+async def test_a_watch_keeps_what_it_lists_for_the_roles_reads(api: FakeApi) -> None:
+    cache = Cache()
+    watches = DependentWatches(asyncio.get_running_loop(), lambda owner: None, api_client=object(),
+                               namespaces=["team-a"], cache=cache)
+    watches._permitted = lambda resource, scope: True  # type: ignore[method-assign]
+    api.run(watches, WatchScope("v1", "Pod", True, "team-a"))
+    answer = cache.read("owner", ReadRequest(KindKey("", "v1", "pods"), "team-a", ""))
+    assert answer is not None
+    assert [(o["kind"], o["metadata"]["name"]) for o in answer.body["items"]] == [("Pod", "p")]
 
 
 async def test_a_watch_not_permitted_is_reported_once_and_requested_only_once_permitted(

@@ -43,7 +43,7 @@ DOCUMENTATION = """
 """
 
 
-class Connection(LocalConnection):
+class Connection(LocalConnection):  # type: ignore[misc]  # Ansible is not type-checked here
     transport = "warm_local"
 
     def exec_command(self, cmd: str, in_data: bytes | None = None, sudoable: bool = True) -> tuple[int, bytes, bytes]:
@@ -55,4 +55,5 @@ class Connection(LocalConnection):
                 result = warm.run_python_job(path, env, self.cwd or os.getcwd(), in_data)
                 if result is not None:
                     return result
-        return super().exec_command(cmd, in_data=in_data, sudoable=sudoable)
+        rc, stdout, stderr = super().exec_command(cmd, in_data=in_data, sudoable=sudoable)
+        return int(rc), bytes(stdout), bytes(stderr)
