@@ -152,10 +152,14 @@ def figures(systems: dict[str, dict[str, Any]], reconcile_cost: dict[str, Any] |
     latency("conv_p95", "new set among converging -> 3 Ready, p95", "converging.new_set_ready", "p95")
     latency("conv_start_median", "new set among converging -> first reconcile starts, median",
             "converging.first_reconcile_start", "median")
+    latency("conv_start_p95", "new set among converging -> first reconcile starts, p95",
+            "converging.first_reconcile_start", "p95")
     latency("new_median", "new set among converged -> 3 Ready, median", "among.new_set_ready", "median")
     latency("new_p95", "new set among converged -> 3 Ready, p95", "among.new_set_ready", "p95")
     latency("new_start_median", "new set among converged -> first reconcile starts, median",
             "among.first_reconcile_start", "median")
+    latency("new_start_p95", "new set among converged -> first reconcile starts, p95",
+            "among.first_reconcile_start", "p95")
     scalar("new_at_start", "new set at start-up -> 3 Ready", "s",
            ("scenarios", "restart", "new_at_start_seconds"), cap_path=("scenarios", "restart", "sync_cap_seconds"))
     scalar("startup_sync", "start-up: every set reconciled once", "s",
@@ -219,13 +223,13 @@ class Target:
 
 TARGETS = (
     Target("A new PodSet's first reconcile among 1,000 converging: median under 1 s, p95 under 2 s "
-           "(create -> 3 Ready)",
-           (Check("median", "conv_median", "ours", "<", 1.0), Check("p95", "conv_p95", "ours", "<", 2.0)),
-           also=("conv_start_median",)),
+           "(create -> first reconcile starts)",
+           (Check("median", "conv_start_median", "ours", "<", 1.0), Check("p95", "conv_start_p95", "ours", "<", 2.0)),
+           also=("conv_median", "conv_p95")),
     Target("A new PodSet's first reconcile among 1,000 converged: median under 1 s, p95 under 2 s "
-           "(create -> 3 Ready)",
-           (Check("median", "new_median", "ours", "<", 1.0), Check("p95", "new_p95", "ours", "<", 2.0)),
-           also=("new_start_median",)),
+           "(create -> first reconcile starts)",
+           (Check("median", "new_start_median", "ours", "<", 1.0), Check("p95", "new_start_p95", "ours", "<", 2.0)),
+           also=("new_median", "new_p95")),
     Target("create -> 3 Ready: median under 0.8 s", (Check("median", "create_median", "ours", "<", 0.8),)),
     Target("No-op reconcile of the 4-task role: under 0.25 s",
            (Check("median", "noop_reconcile", "ours", "<", 0.25),)),
