@@ -5,9 +5,11 @@ the terminal, bench/results/<date>-<machine>[-quick].json and a PNG beside it.
 Order (one system runs at a time, so none competes with another for the CPUs):
   1. no-op reconcile cost, three ways (bench/reconcile_cost.py)
   2. per system: one set of 3 again and again; a burst of sets at once
-  3. native: the background of ReplicaSets; new ones among them; an idle window
-  4. playbook-operator: creates and converges the background PodSets; new PodSets among them; an
-     idle window; then a restart with them present: a new PodSet at start-up, the start-up pass
+  3. native: the background of ReplicaSets, with new ones created while it converges; new ones
+     among the converged background; an idle window
+  4. playbook-operator: creates and converges the background PodSets, with new ones created while
+     they converge; once its queue is empty, new PodSets among them; an idle window; then a restart
+     with them present: a new PodSet at start-up, the start-up pass
   5. SDK: starts with the same converged PodSets present (as after a restart or an upgrade): a new
      PodSet at start-up, the start-up pass; if that pass finishes within its cap, new PodSets
      among them and an idle window, else a short idle window during the pass
@@ -90,6 +92,20 @@ def reconcile_cost(samples: int, progress: Progress) -> dict[str, Any] | None:
         return dict(json.loads(Path(out.name).read_text()))
 
 
+def first_reconcile_starts(ours: systems.System, audit: measure.AuditLog, scen: dict[str, Any]) -> None:
+    """Beside each new PodSet's create -> 3 Ready: create -> its first reconcile's start, from our
+    operator's log and the audit log (`profile.first_reconcile_starts`)."""
+    log = ours.workdir / "operator.log"
+    if not log.exists():
+        return
+    lines = profile.reconcile_lines(log)
+    created = profile.creations(profile.podset_creates(audit.path))
+    for name in ("converging", "among"):
+        if name in scen:
+            scen[name]["samples"]["first_reconcile_start"] = profile.first_reconcile_starts(
+                lines, created, f"bench-{name}-ours")
+
+
 def wait_namespaces_gone(kube: Kube, namespaces: list[str], progress: Progress, cap: float = 600) -> None:
     t0 = time.monotonic()
     while time.monotonic() - t0 < cap:
@@ -143,6 +159,7 @@ def main(argv: list[str] | None = None) -> int:
                             "date": started.strftime("%Y-%m-%d"), "started": started.isoformat(timespec="seconds"),
                             "machine": machine(), "plan": plan.__dict__, "sdk_notes": systems.SDK_NOTES}
     meta["versions"] = versions(sys_objs)
+    meta["cluster"] = kube.nodes()
     if args.roles_from:
         commit = subprocess.run(["git", "rev-parse", "--short", args.roles_from], cwd=ROOT, capture_output=True,
                                 text=True).stdout.strip()
@@ -182,6 +199,17 @@ def main(argv: list[str] | None = None) -> int:
             data[s.key]["scenarios"]["steady"] = scenarios.steady(s, audit, plan, progress, exclude, settled)
             kube.delete_namespace(ns)
 
+        def converging(s: systems.System, names: systems.System) -> None:
+            """The background (its namespaces named after `names`), and new sets while it converges."""
+            ns = f"bench-converging-{s.key}"
+            kube.create_namespace(ns)
+            background, newcomers = scenarios.create_background(kube, names, plan, progress, newcomers_ns=ns,
+                                                                meter_system=s)
+            data[s.key]["scenarios"]["background"] = background
+            if newcomers is not None:
+                data[s.key]["scenarios"]["converging"] = newcomers
+            kube.delete_namespace(ns)
+
         def restart(s: systems.System) -> bool:
             """(Re)start with the background present; True when the start-up pass finished."""
             ns = f"bench-restart-{s.key}"
@@ -197,12 +225,13 @@ def main(argv: list[str] | None = None) -> int:
         if "native" in keys:
             s = sys_objs["native"]
             progress.begin(f"{s.title}: background of {plan.background}")
-            data["native"]["scenarios"]["background"] = scenarios.create_background(kube, s, plan, progress)
+            converging(s, s)
             among(s)
             for ns in scenarios.background_namespaces(plan, s):
                 kube.delete_namespace(ns)
             progress.begin("cleaning up")
-            wait_namespaces_gone(kube, [*scenarios.background_namespaces(plan, s), "bench-among-native"], progress)
+            wait_namespaces_gone(kube, [*scenarios.background_namespaces(plan, s), "bench-among-native",
+                                        "bench-converging-native"], progress)
 
         # -- 4./5. PodSet background: converged by playbook-operator, which then measures new sets
         # among it and idles; then each operator starts with it present (the start-up pass).
@@ -212,8 +241,7 @@ def main(argv: list[str] | None = None) -> int:
             current = bg_owner
             bg_owner.start()
             progress.begin(f"{bg_owner.title}: converging {plan.background} PodSets")
-            converge = scenarios.create_background(kube, bg, plan, progress)
-            data[bg_owner.key]["scenarios"]["background"] = converge
+            converging(bg_owner, bg)
             among(bg_owner)
             bg_owner.stop()
             current = None
@@ -226,7 +254,8 @@ def main(argv: list[str] | None = None) -> int:
                 s.stop()
                 current = None
                 progress.begin("cleaning up")
-                wait_namespaces_gone(kube, [f"bench-among-{key}", f"bench-restart-{key}"], progress)
+                wait_namespaces_gone(kube, [f"bench-among-{key}", f"bench-restart-{key}",
+                                            f"bench-converging-{key}"], progress)
             for ns in scenarios.background_namespaces(plan, bg):
                 kube.delete_namespace(ns)
     finally:
@@ -239,14 +268,18 @@ def main(argv: list[str] | None = None) -> int:
         prof = profile.profile(sys_objs["ours"].workdir, profile.podset_creates(audit.path),
                                {"bench-single-ours", "bench-among-ours", "bench-restart-ours"})
         meta["profile"] = prof
+        first_reconcile_starts(sys_objs["ours"], audit, data["ours"]["scenarios"])
     meta["machine"]["load_average_at_end"] = list(os.getloadavg())
     doc = report.results_document(meta={**meta, "finished": datetime.datetime.now(datetime.UTC).isoformat(
         timespec="seconds")}, systems=data, reconcile_cost=cost)
     rows = report.rows_from_document(doc)
     titles = {k: v["title"] for k, v in data.items()}
     print(report.table(rows, titles))
+    for text in (report.queue_waits_text(doc), report.settles_text(doc)):
+        if text:
+            print("\n" + text)
     print("\ntargets (playbook-operator):")
-    print(report.targets_text(doc["targets"]))
+    print(report.targets_text(doc["targets"], quick=plan.quick))
     if prof is not None:
         print("\n" + profile.text(prof))
     print("\nwhat the SDK needed here:\n" + "\n".join(f"  - {n}" for n in systems.SDK_NOTES))

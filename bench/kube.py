@@ -56,6 +56,23 @@ def tally(pods: list[dict[str, Any]]) -> dict[str, tuple[int, int, frozenset[str
     return out
 
 
+def unschedulable(pods: list[dict[str, Any]]) -> int:
+    """Pods the scheduler could not place (no node, PodScheduled False): on the local cluster,
+    nodes without room for them."""
+    return sum(1 for pod in pods
+               if not pod.get("spec", {}).get("nodeName")
+               and any(c.get("type") == "PodScheduled" and c.get("status") == "False"
+                       for c in pod.get("status", {}).get("conditions") or []))
+
+
+def nodes_summary(nodes: list[dict[str, Any]]) -> dict[str, Any]:
+    """How many nodes, and how many pods they take together and each."""
+    from kubernetes.utils import parse_quantity
+
+    pods = [int(parse_quantity((n.get("status", {}).get("allocatable") or {}).get("pods", "0"))) for n in nodes]
+    return {"nodes": len(nodes), "pods_allocatable": sum(pods), "pods_per_node": sorted(set(pods))}
+
+
 class Kube:
     def __init__(self, kubeconfig: Path) -> None:
         cfg = client.Configuration()
@@ -124,12 +141,15 @@ class Kube:
 
     # -- nodes
 
+    def nodes(self) -> dict[str, Any]:
+        """`nodes_summary` of the cluster's nodes."""
+        resp = self.core.list_node(_preload_content=False)
+        import json
+        return nodes_summary(json.loads(resp.data)["items"])
+
     def pod_capacity(self) -> int:
         """How many pods the cluster's nodes take, all together."""
-        from kubernetes.utils import parse_quantity
-
-        return sum(int(parse_quantity((node.status.allocatable or {}).get("pods", "0")))
-                   for node in self.core.list_node().items)
+        return int(self.nodes()["pods_allocatable"])
 
     # -- pods
 

@@ -1,10 +1,17 @@
-"""What a system costs, read from outside it: CPU seconds and memory of its process tree
-(/proc), write requests to the apiserver (the audit log), Ansible runs (its /metrics).
+"""What a system costs, read from outside it: CPU seconds and memory of its processes (/proc)
+and write requests to the apiserver (the audit log); `bench.metrics` reads its /metrics.
 
-CPU: for every live process of the tree, utime + stime + cutime + cstime. A child that exits is
+Its processes: the one the bench started and all its descendants, plus playbook-operator's warm
+fork servers (`runner.forkserver`), which detach themselves (a new session, reparented away from
+the operator) and name their owner's pid as their last argument, with their descendants.
+
+CPU: for every live process of those, utime + stime + cutime + cstime. A child that exits is
 reaped by its parent, and its time (with its own reaped children's) moves into the parent's
 cutime/cstime, so the sum only grows and counts short-lived children (ansible-runner,
-ansible-playbook, module processes) too. The cost over a window is the difference of two readings.
+ansible-playbook, forked jobs, module processes) too. The cost over a window is the difference of
+two readings; divided by the reconciles counted on /metrics meanwhile, the CPU of one reconcile.
+Time lost to the sum: a process that exits without a parent among them to reap it (a fork server
+ending mid-window), none in a steady run.
 
 Memory: RSS summed over the tree (shared pages counted once per process, as `ps` would add them
 up) and PSS (shared pages divided among the processes that share them, so it adds up honestly).
@@ -15,7 +22,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import urllib.request
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,29 +32,57 @@ PAGE = os.sysconf("SC_PAGE_SIZE")
 WRITE_VERBS = frozenset({"create", "update", "patch", "delete", "deletecollection"})
 
 
-def _children_map() -> dict[int, list[int]]:
-    children: dict[int, list[int]] = {}
+FORK_SERVER = "runner.forkserver"
+
+
+@dataclass(frozen=True)
+class Proc:
+    ppid: int
+    argv: tuple[str, ...]
+
+
+def processes() -> dict[int, Proc]:
+    """Every live process: pid -> parent and command line."""
+    out: dict[int, Proc] = {}
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
         try:
             stat = Path(f"/proc/{entry}/stat").read_text()
+            argv = Path(f"/proc/{entry}/cmdline").read_bytes().decode(errors="replace").split("\0")
         except OSError:
             continue
-        ppid = int(stat.rsplit(")", 1)[1].split()[1])
-        children.setdefault(ppid, []).append(int(entry))
-    return children
+        out[int(entry)] = Proc(int(stat.rsplit(")", 1)[1].split()[1]), tuple(a for a in argv if a))
+    return out
 
 
-def process_tree(root: int) -> list[int]:
-    """`root` and all its live descendants."""
-    children = _children_map()
-    out, todo = [], [root]
+def _descendants(procs: dict[int, Proc], roots: list[int]) -> list[int]:
+    children: dict[int, list[int]] = {}
+    for pid, proc in procs.items():
+        children.setdefault(proc.ppid, []).append(pid)
+    out, seen, todo = [], set(), list(roots)
     while todo:
         pid = todo.pop()
+        if pid in seen:
+            continue
+        seen.add(pid)
         out.append(pid)
         todo.extend(children.get(pid, []))
     return out
+
+
+def system_pids(procs: dict[int, Proc], root: int) -> list[int]:
+    """`root` and its descendants, and the fork servers any of them owns with theirs (pure)."""
+    tree = _descendants(procs, [root])
+    owners = {str(pid) for pid in tree}
+    servers = [pid for pid, proc in procs.items()
+               if FORK_SERVER in proc.argv and proc.argv[-1] in owners and pid not in tree]
+    return tree + [pid for pid in _descendants(procs, servers) if pid not in tree]
+
+
+def process_tree(root: int) -> list[int]:
+    """`root` and all its live descendants, with the fork servers it owns (`system_pids`)."""
+    return system_pids(processes(), root)
 
 
 def parse_stat(text: str) -> tuple[float, float]:
@@ -73,6 +107,7 @@ class TreeReading:
 
 
 def read_tree(root: int) -> TreeReading:
+    """CPU seconds so far and memory now of `root`'s processes (`process_tree`)."""
     cpu = 0.0
     rss = pss = count = 0
     for pid in process_tree(root):
@@ -136,33 +171,26 @@ def count_writes(events: Iterable[dict[str, Any]], *, users: set[str], exclude_a
     return counts
 
 
-# ---------------------------------------------------------------- metrics
+# ---------------------------------------------------------------- cost of a stretch of work
 
 
-def parse_prometheus(text: str) -> dict[str, float]:
-    """`name{labels}` -> value for every sample line of a Prometheus text exposition."""
-    out: dict[str, float] = {}
-    for line in text.splitlines():
-        if not line or line.startswith("#"):
-            continue
-        try:
-            key, value = line.rsplit(" ", 1)
-            out[key] = float(value)
-        except ValueError:
-            continue
-    return out
+@dataclass(frozen=True)
+class Reading:
+    """Where a system stood at one moment: monotonic seconds, CPU seconds of its processes so
+    far, reconciles so far (None where not counted)."""
+
+    at: float
+    cpu_seconds: float | None
+    reconciles: float | None
 
 
-def metric_sum(samples: dict[str, float], name: str, label_contains: str = "") -> float:
-    """The sum of every sample of `name` (any labels) whose labels contain `label_contains`."""
-    total = 0.0
-    for key, value in samples.items():
-        base = key.split("{", 1)[0]
-        if base == name and label_contains in key:
-            total += value
-    return total
-
-
-def scrape(url: str, timeout: float = 5.0) -> dict[str, float]:
-    with urllib.request.urlopen(url, timeout=timeout) as resp:
-        return parse_prometheus(resp.read().decode())
+def cost(before: Reading, after: Reading) -> dict[str, float | None]:
+    """CPU seconds, reconciles and seconds between two readings, and what follows: CPU seconds
+    per reconcile, reconciles per second, cores busy on average (pure)."""
+    seconds = after.at - before.at
+    cpu = None if before.cpu_seconds is None or after.cpu_seconds is None else after.cpu_seconds - before.cpu_seconds
+    runs = None if before.reconciles is None or after.reconciles is None else after.reconciles - before.reconciles
+    return {"seconds": seconds, "cpu_seconds": cpu, "reconciles": runs,
+            "cpu_seconds_per_reconcile": cpu / runs if cpu is not None and runs else None,
+            "reconciles_per_second": runs / seconds if runs is not None and seconds > 0 else None,
+            "cores": cpu / seconds if cpu is not None and seconds > 0 else None}

@@ -97,6 +97,22 @@ def creations(audit_events: Iterable[dict[str, Any]]) -> dict[tuple[str, str], l
     return out
 
 
+def first_reconcile_starts(lines: dict[tuple[str, str], list[tuple[float, float]]],
+                           created: dict[tuple[str, str], list[float]], namespace: str) -> list[float]:
+    """For each PodSet created in `namespace`: seconds from its (latest) create request to the
+    start of its first reconcile after it (pure). One not reconciled at all is left out."""
+    out = []
+    for (ns, name), times in sorted(created.items()):
+        if ns != namespace:
+            continue
+        made = max(times)
+        # The log's times are to the millisecond, the audit log's to the microsecond.
+        start = min((s for s, _ in lines.get((ns, name), []) if s >= made - 0.002), default=None)
+        if start is not None:
+            out.append(max(0.0, start - made))
+    return out
+
+
 def podset_creates(audit: Path) -> Iterable[dict[str, Any]]:
     """The PodSet create requests of an audit log (a cheap text filter before parsing)."""
     if not audit.exists():

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import statistics
 from collections.abc import Sequence
 from typing import Any
 
@@ -15,15 +14,25 @@ def percentile(samples: Sequence[float], q: float) -> float:
     ordered = sorted(samples)
     pos = (len(ordered) - 1) * q / 100.0
     low, high = math.floor(pos), math.ceil(pos)
+    if low == high or math.isinf(ordered[low]):
+        return ordered[low]
     return ordered[low] + (ordered[high] - ordered[low]) * (pos - low)
 
 
-def summarize(samples: Sequence[float]) -> dict[str, Any]:
-    """n, median, p95, min and max of samples; an empty list gives n=0 and None figures."""
-    if not samples:
+def summarize(samples: Sequence[float], timeouts: int = 0) -> dict[str, Any]:
+    """n, median, p95, min and max of samples; an empty list gives n=0 and None figures.
+
+    `timeouts` samples did not finish within their cap: they count as longer than any sample, and
+    a figure that falls among them is None and named in `over_cap` (it is more than the cap)."""
+    if not samples and not timeouts:
         return {"n": 0, "median": None, "p95": None, "min": None, "max": None}
-    return {"n": len(samples), "median": statistics.median(samples), "p95": percentile(samples, 95),
-            "min": min(samples), "max": max(samples)}
+    every = [*samples, *([math.inf] * timeouts)]
+    figures = {"median": percentile(every, 50), "p95": percentile(every, 95), "min": min(every), "max": max(every)}
+    out: dict[str, Any] = {"n": len(samples), **{k: None if math.isinf(v) else v for k, v in figures.items()}}
+    if timeouts:
+        out["timeouts"] = timeouts
+        out["over_cap"] = [k for k, v in figures.items() if math.isinf(v)]
+    return out
 
 
 def ratio(ours: float | None, other: float | None) -> float | None:

@@ -20,7 +20,7 @@ from typing import Any
 
 import yaml
 
-from bench import measure
+from bench import metrics
 from hack.devkit import cache_dir, free_port, port_in_use, versions
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -31,6 +31,8 @@ SDK_PROXY_PORT = 8888
 # Its API for user metrics listens on localhost:5050, a fixed port.
 SDK_METRICS_API_PORT = 5050
 PODSET_GVK = "workloads.playbook-operator.io/v1alpha1, Kind=PodSet"
+# Both operators name the PodSet's controller after the kind ("podset-..."), as controller-runtime does.
+CONTROLLER = "podset"
 
 SDK_NOTES = [
     "kubernetes.core: the SDK image has none (operators install it from Galaxy at image build); "
@@ -99,14 +101,30 @@ class System:
     def version(self) -> str:
         raise NotImplementedError
 
+    def scrape(self) -> dict[str, float] | None:
+        """Its /metrics now; None when nothing answers (or there is nothing to ask)."""
+        try:
+            return metrics.scrape(f"http://127.0.0.1:{self.metrics_port}/metrics")
+        except OSError:
+            return None
+
     def runs(self) -> float | None:
         """Ansible runs so far (the SDK's and our `ansible_operator_reconciles` histogram count:
         one observation per Ansible run); None where there is no Ansible."""
-        try:
-            samples = measure.scrape(f"http://127.0.0.1:{self.metrics_port}/metrics")
-        except OSError:
-            return None
-        return measure.metric_sum(samples, "ansible_operator_reconciles_count", "PodSet")
+        samples = self.scrape()
+        return None if samples is None else metrics.metric_sum(samples, metrics.RUNS, "PodSet")
+
+    def queue(self) -> metrics.QueueState:
+        """Its PodSet queue: runs so far, keys waiting (by priority where it has them), busy workers."""
+        samples = self.scrape()
+        if samples is None:
+            return metrics.QueueState(None, None, None)
+        return metrics.queue_state(samples, CONTROLLER, "PodSet")
+
+    def queue_waits(self) -> dict[str, metrics.Histogram]:
+        """How long keys waited in its PodSet queue so far, by priority (`metrics.ALL` without)."""
+        samples = self.scrape()
+        return {} if samples is None else metrics.histograms(samples, metrics.QUEUE_WAIT, CONTROLLER)
 
     # -- shared
 
@@ -228,7 +246,8 @@ class Native(System):
     def write_users(self) -> set[str]:
         return {REPLICASET_USER}
 
-    def runs(self) -> float | None:
+    def scrape(self) -> dict[str, float] | None:
+        # The local cluster's kube-controller-manager serves no /metrics (--secure-port 0).
         return None
 
     def version(self) -> str:

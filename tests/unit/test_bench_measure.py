@@ -1,10 +1,12 @@
-"""bench.measure: /proc parsing, audit-log write counting, Prometheus text."""
+"""bench.measure: /proc parsing, the processes of a system, CPU cost arithmetic, audit-log write counting."""
 
 from __future__ import annotations
 
 import json
 import os
 from pathlib import Path
+
+import pytest
 
 from bench import measure
 
@@ -65,15 +67,52 @@ def test_audit_log_reads_from_the_mark(tmp_path: Path) -> None:
     assert [e["verb"] for e in events] == ["delete"]
 
 
-def test_prometheus_parsing_and_sums() -> None:
-    text = """# HELP ansible_operator_reconciles How long
-# TYPE ansible_operator_reconciles histogram
-ansible_operator_reconciles_bucket{GVK="g/v, Kind=PodSet",le="1"} 2
-ansible_operator_reconciles_count{GVK="g/v, Kind=PodSet"} 7
-ansible_operator_reconciles_count{GVK="g/v, Kind=Example"} 3
-workqueue_depth{name="x"} 0
-"""
-    samples = measure.parse_prometheus(text)
-    assert measure.metric_sum(samples, "ansible_operator_reconciles_count") == 10
-    assert measure.metric_sum(samples, "ansible_operator_reconciles_count", "PodSet") == 7
-    assert measure.metric_sum(samples, "missing") == 0
+def _procs() -> dict[int, measure.Proc]:
+    py = "/venv/bin/python"
+    return {
+        1: measure.Proc(0, ("/sbin/init",)),
+        100: measure.Proc(1, ("playbook-operator", "run")),
+        101: measure.Proc(100, (py, "-m", "ansible_runner")),
+        102: measure.Proc(101, ("ansible-playbook",)),
+        # Fork servers detach (parent 1) and name their owner last; their jobs are their children.
+        200: measure.Proc(1, (py, "-m", "runner.forkserver", "playbook", "/tmp/w/p.sock", "100")),
+        201: measure.Proc(200, (py, "-m", "runner.forkserver", "playbook", "/tmp/w/p.sock", "100")),
+        202: measure.Proc(201, (py, "module")),
+        300: measure.Proc(1, (py, "-m", "runner.forkserver", "python", "/tmp/w/y.sock", "101")),
+        # Another operator's server, and an unrelated process.
+        400: measure.Proc(1, (py, "-m", "runner.forkserver", "python", "/tmp/x/y.sock", "999")),
+        500: measure.Proc(1, ("bash",)),
+    }
+
+
+def test_a_systems_processes_are_its_tree_and_the_fork_servers_it_owns() -> None:
+    pids = measure.system_pids(_procs(), 100)
+    assert sorted(pids) == [100, 101, 102, 200, 201, 202, 300]
+    assert pids[0] == 100
+
+
+def test_a_system_without_fork_servers_is_its_tree() -> None:
+    assert sorted(measure.system_pids(_procs(), 101)) == [101, 102, 300]
+    assert measure.system_pids(_procs(), 500) == [500]
+
+
+def test_cost_per_reconcile_and_per_second() -> None:
+    cost = measure.cost(measure.Reading(10.0, 5.0, 100.0), measure.Reading(30.0, 17.0, 140.0))
+    assert cost["seconds"] == 20.0
+    assert cost["cpu_seconds"] == 12.0
+    assert cost["reconciles"] == 40.0
+    assert cost["cpu_seconds_per_reconcile"] == pytest.approx(0.3)
+    assert cost["reconciles_per_second"] == pytest.approx(2.0)
+    assert cost["cores"] == pytest.approx(0.6)
+
+
+def test_cost_without_reconciles_or_cpu() -> None:
+    native = measure.cost(measure.Reading(0.0, 1.0, None), measure.Reading(4.0, 3.0, None))
+    assert native["cpu_seconds"] == 2.0
+    assert native["reconciles"] is None
+    assert native["cpu_seconds_per_reconcile"] is None and native["reconciles_per_second"] is None
+    idle = measure.cost(measure.Reading(0.0, 1.0, 7.0), measure.Reading(4.0, 1.5, 7.0))
+    assert idle["reconciles"] == 0.0 and idle["cpu_seconds_per_reconcile"] is None
+    assert idle["reconciles_per_second"] == 0.0
+    unknown = measure.cost(measure.Reading(0.0, None, None), measure.Reading(4.0, None, None))
+    assert unknown["cpu_seconds"] is None and unknown["cores"] is None

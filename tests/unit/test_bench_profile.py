@@ -69,3 +69,12 @@ def test_profile_matches_runs_to_reconciles_and_creations(tmp_path: Path) -> Non
     assert prof["parts"]["before_ansible"]["median"] == pytest.approx(0.3, abs=0.01)
     assert prof["parts"]["after_ansible"]["median"] == pytest.approx(0.2, abs=0.01)
     assert "whole reconcile" in profile.text(prof)
+
+
+def test_first_reconcile_start_after_each_create() -> None:
+    lines = {("ns", "a"): [(100.0, 101.0), (105.0, 106.0)],  # an earlier life of "a", then its reconcile
+             ("ns", "b"): [(200.4995, 201.0)],  # the log's millisecond times may fall just before the create
+             ("other", "c"): [(10.0, 11.0)]}
+    created = {("ns", "a"): [50.0, 104.5], ("ns", "b"): [200.5], ("ns", "never"): [300.0], ("other", "c"): [9.0]}
+    assert profile.first_reconcile_starts(lines, created, "ns") == pytest.approx([0.5, 0.0])
+    assert profile.first_reconcile_starts(lines, created, "other") == pytest.approx([1.0])

@@ -32,6 +32,18 @@ def test_summarize() -> None:
     assert stats.summarize([]) == {"n": 0, "median": None, "p95": None, "min": None, "max": None}
 
 
+def test_timeouts_count_as_longer_than_any_sample() -> None:
+    s = stats.summarize([1.0, 2.0, 3.0], timeouts=1)
+    assert s["n"] == 3 and s["timeouts"] == 1
+    assert s["median"] == 2.5
+    assert s["min"] == 1.0
+    assert s["p95"] is None and s["max"] is None
+    assert s["over_cap"] == ["p95", "max"]
+    assert stats.summarize([], timeouts=2) == {"n": 0, "median": None, "p95": None, "min": None, "max": None,
+                                               "timeouts": 2, "over_cap": ["median", "p95", "min", "max"]}
+    assert stats.percentile([1.0, math.inf, math.inf], 75) == math.inf
+
+
 def test_ratio_is_other_over_ours() -> None:
     assert stats.ratio(0.5, 5.0) == 10.0
     assert stats.ratio(None, 5.0) is None
