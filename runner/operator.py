@@ -36,6 +36,12 @@ def object_key(obj: Mapping[str, Any]) -> str:
     return f"{meta.get('namespace') or ''}/{meta['name']}"
 
 
+# Dependents change in bursts (a PodSet's pods are scheduled, start and become ready one by one,
+# within a fraction of a second): their owner's follow-up waits this long, so one run records
+# them all instead of one run each.
+FOLLOW_UP_GATHER = 0.5
+
+
 @dataclass
 class Trigger:
     """Which events start a run, as the SDK's predicates decide: a new generation, no
@@ -79,10 +85,11 @@ class WatchController:
         self.dependents: DependentWatches | None = None
 
     def reconcile_owner(self, key: str) -> None:
-        """A dependent changed: run again on the latest state we know (events coalesce)."""
+        """A dependent changed: run again on the latest state we know, once the changes that
+        come with it have arrived too (`FOLLOW_UP_GATHER`)."""
         latest = self.queue.latest(key)
         if latest is not None:
-            self.queue.add(key, latest, Priority.LOW)
+            self.queue.add(key, latest, Priority.LOW, gather=FOLLOW_UP_GATHER)
 
     def owner_key(self, obj: Mapping[str, Any]) -> OwnerKey:
         meta = obj["metadata"]

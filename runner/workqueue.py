@@ -57,6 +57,7 @@ class _KeyState:
     running: bool = False
     dirty: bool = False
     dirty_priority: Priority = Priority.LOW  # the highest priority of the events while it ran
+    dirty_delay: float = 0.0  # how long the events while it ran may wait to be gathered (the least)
     enqueued_at: float = 0.0  # monotonic; kept when the key moves up
     failures: int = 0
     timer: asyncio.TimerHandle | None = None
@@ -92,15 +93,25 @@ class WorkQueue:
 
     # -- producers
 
-    def add(self, key: str, latest: Any, priority: Priority = Priority.HIGH) -> None:
+    def add(self, key: str, latest: Any, priority: Priority = Priority.HIGH, gather: float = 0.0) -> None:
         """An event for `key`; `latest` replaces whatever state was pending. A key already waiting
-        moves up to `priority` if that is higher."""
+        moves up to `priority` if that is higher.
+
+        With `gather` (seconds), the key waits that long before it queues, so that the events
+        that follow soon after (a PodSet's pods becoming ready one by one) make one run, not one
+        each; an event without it, or a key already waiting, is not held back."""
         st = self._keys.setdefault(key, _KeyState())
         st.latest = latest
         st.forgotten = False
         if st.running:
+            st.dirty_delay = gather if not st.dirty else min(st.dirty_delay, gather)
             st.dirty = True
             st.dirty_priority = max(st.dirty_priority, priority)
+            return
+        if gather > 0 and not st.queued:
+            loop = asyncio.get_running_loop()
+            if st.timer is None or st.timer.when() > loop.time() + gather:
+                self.add_after(key, gather)
             return
         if st.timer is not None:
             # An event beats a pending requeue or backoff timer: run now on the new state.
@@ -232,7 +243,10 @@ class WorkQueue:
             if st.dirty:
                 st.dirty = False
                 priority, st.dirty_priority = st.dirty_priority, Priority.LOW
-                self._enqueue(key, st, priority)
+                if st.dirty_delay > 0:
+                    self.add_after(key, st.dirty_delay)
+                else:
+                    self._enqueue(key, st, priority)
             elif not result.ok:
                 self.add_after(key, self.backoff.delay(st.failures))
             elif result.requeue_after:

@@ -230,3 +230,66 @@ async def test_each_key_s_wait_is_told_with_the_priority_it_ran_at() -> None:
     assert waits[0][0] == Priority.LOW and waits[1][0] == Priority.HIGH
     assert waits[1][1] >= 0.05
     await q.stop()
+
+
+# -- gathering follow-ups
+
+
+async def test_gathered_events_make_one_run_on_the_latest_state() -> None:
+    rec = Recorder()
+    q = WorkQueue("t", rec, concurrency=1)
+    q.start()
+    for v in range(1, 4):  # a PodSet's three pods become ready one after the other
+        q.add("ns/a", v, Priority.LOW, gather=0.05)
+    assert q.depth() == 0 and rec.calls == []  # held back while more may come
+    await until(lambda: len(rec.calls) == 1)
+    await asyncio.sleep(0.1)
+    assert rec.calls == [("ns/a", 3)]
+    await q.stop()
+
+
+async def test_an_event_that_is_not_gathered_runs_at_once() -> None:
+    rec = Recorder()
+    q = WorkQueue("t", rec, concurrency=1)
+    q.start()
+    q.add("ns/a", 1, Priority.LOW, gather=30)
+    q.add("ns/a", 2, Priority.HIGH)  # the user changed the object meanwhile
+    await until(lambda: rec.calls == [("ns/a", 2)])
+    await asyncio.sleep(0.05)
+    assert rec.calls == [("ns/a", 2)]  # and the gathering timer went with it
+    await q.stop()
+
+
+async def test_a_key_already_waiting_is_not_held_back() -> None:
+    rec, q = await busy_queue()
+    q.add("ns/b", 1, Priority.LOW)
+    q.add("ns/b", 2, Priority.LOW, gather=30)
+    assert q.depth(Priority.LOW) == 1
+    rec.block = False
+    rec.release.set()
+    await until(lambda: ("ns/b", 2) in rec.calls)
+    await q.stop()
+
+
+async def test_gathered_events_during_a_run_wait_before_the_follow_up() -> None:
+    rec, q = await busy_queue(first_key="ns/a")
+    q.add("ns/a", 1, Priority.LOW, gather=0.2)
+    rec.block = False
+    rec.release.set()
+    await until(lambda: rec.running == 0)
+    assert q.depth() == 0 and len(rec.calls) == 1  # not at once...
+    await until(lambda: len(rec.calls) == 2)  # ...but soon, on the latest state
+    assert rec.calls[-1] == ("ns/a", 1)
+    await q.stop()
+
+
+async def test_gathering_brings_a_later_requeue_forward_and_never_puts_one_off() -> None:
+    rec = Recorder(results=[Result(ok=True, requeue_after=30)])
+    q = WorkQueue("t", rec, concurrency=1)
+    q.start()
+    q.add("ns/a", 1)
+    await until(lambda: len(rec.calls) == 1)
+    await until(lambda: rec.running == 0)
+    q.add("ns/a", 2, Priority.LOW, gather=0.05)  # sooner than the requeue in 30 s
+    await until(lambda: len(rec.calls) == 2)
+    await q.stop()
