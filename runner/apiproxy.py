@@ -65,8 +65,12 @@ class Upstream:
         def authorization() -> str | None:
             if cfg.refresh_api_key_hook is not None:  # the in-cluster token is re-read as it rotates
                 cfg.refresh_api_key_hook(cfg)
-            value: str | None = cfg.get_api_key_with_prefix("authorization")
-            return value
+            # However the client holds the token (its key has changed between versions).
+            settings: Mapping[str, Mapping[str, Any]] = cfg.auth_settings()  # type: ignore[assignment]
+            for setting in settings.values():
+                if setting.get("in") == "header" and str(setting.get("key")).lower() == "authorization":
+                    return str(setting["value"])
+            return None
 
         return cls(cfg.host.rstrip("/"), context, authorization)
 
