@@ -296,7 +296,7 @@ def podset_rollout(
     to look again (`requeue_after`, seconds, 0 for never). `relabel` names the pods without a
     `pod-template-hash` label that already run the target's template (podset_runs_template):
     they are counted as the target's and get its hash label instead of being replaced. Apply
-    in this order: revisions, adopt, release, relabel, create, delete, status, Events, prune.
+    in this order: revisions, adopt, release, relabel, create, delete, prune, status, Events.
 
     `requests` is all of that as kubernetes.core.k8s definitions, a list per kind of request
     and in that order (see _requests), and `summary` says what each request does, a line each.
