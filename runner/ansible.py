@@ -286,11 +286,16 @@ def _error_from_stdout(stdout: Path) -> str:
 
 
 def _diff_of(res: Mapping[str, Any]) -> Any:
-    """A task's diff; for a loop, the diffs of its items."""
-    if res.get("diff") is not None or not isinstance(res.get("results"), list):
+    """A task's diff; for a loop, the diffs of its items; for a kubernetes.core module given a
+    list of definitions, the diffs of its objects (under ``result.results``)."""
+    inner = res.get("result")
+    items = res.get("results")
+    if not isinstance(items, list) and isinstance(inner, Mapping):
+        items = inner.get("results")
+    if res.get("diff") is not None or not isinstance(items, list):
         return res.get("diff")
     diffs: list[Any] = []
-    for item in res["results"]:
+    for item in items:
         if isinstance(item, Mapping) and item.get("diff"):
             diff = item["diff"]
             diffs.extend(diff if isinstance(diff, list) else [diff])

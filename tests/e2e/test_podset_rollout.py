@@ -6,6 +6,7 @@ that are kept when they already run the template."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import threading
@@ -430,10 +431,14 @@ def test_check_mode_shows_the_pods_it_would_keep(cluster: Cluster, crds: None, n
     cr = tmp_path / "dryadopt.yaml"
     cr.write_text(json.dumps(podset))
 
+    uid = cluster.get("podset", "dryadopt", namespace)["metadata"]["uid"]  # type: ignore[index]
     shown = cli(cluster, "reconcile", "-f", str(cr), "--check", "--diff").stdout
-    assert "changed  Adopt matching pods that have no controller" in shown, shown
-    assert "changed  Label the pods that already run the template with its revision" in shown, shown
-    assert "pod-template-hash" in shown, "the diff shows the label"
+    # Adopted and labelled in one patch, whose diff shows both.
+    task = "changed  Adopt, release and label pods, and renumber a revision that is back\n"
+    assert task in shown, shown
+    patch = re.split(r"\n *(?:ok|changed|skipped|failed)  ", shown.split(task)[1])[0]
+    assert f"uid: {uid}" in patch, "the diff shows the PodSet as the pod's owner"
+    assert "pod-template-hash" in patch, "the diff shows the label"
     assert "changed  Create the missing pods from the template" not in shown, "kept, so none is added"
     assert "check mode: nothing was changed" in shown
     pod = cluster.get("pod", "hand", namespace)

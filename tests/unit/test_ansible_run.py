@@ -74,11 +74,15 @@ def test_artifacts_are_rotated_to_the_limit(tmp_path: Path) -> None:
     assert len(list((tmp_path / "run" / "artifacts").iterdir())) == 2
 
 
-def test_a_loop_shows_the_diffs_of_its_items() -> None:
+def test_a_loop_and_a_list_of_definitions_show_the_diff_of_each_item() -> None:
     one, two = {"before": {}, "after": {"a": 1}}, {"before": {"b": 1}, "after": {}}
     assert ansible._diff_of({"diff": one}) == one
     assert ansible._diff_of({"results": [{"diff": one}, {"changed": False}, {"diff": [two]}]}) == [one, two]
     assert ansible._diff_of({"results": [{"changed": False}]}) is None
+    # kubernetes.core.k8s given a list of definitions: a result per object, under result.results.
+    assert ansible._diff_of({"changed": True, "result": {"results": [{"diff": one}, {"diff": two}]}}) == [one, two]
+    assert ansible._diff_of({"changed": False, "result": {"results": [{"changed": False}]}}) is None
+    assert ansible._diff_of({"changed": True, "result": {"kind": "Pod", "metadata": {}}}) is None
 
 
 def test_runs_are_closed_without_pexpects_delay_and_still_reaped() -> None:

@@ -81,36 +81,43 @@ class Namespace:
                                 stamp(self.now), OWNER)
 
     def step(self) -> dict[str, Any]:
+        """One reconcile: the plan's requests made as the role makes them (one list per task, in
+        the role's order), each as the apiserver would take it; its status and Events."""
         plan = self.plan()
-        for manifest in plan["revisions"]["create"]:
+        requests = plan["requests"]
+        assert_requests_follow_the_plan(plan)
+        for manifest in requests["apply"]:
             self.revisions[manifest["metadata"]["name"]] = copy.deepcopy(manifest)
-        for change in plan["revisions"]["renumber"]:
-            self.revisions[change["name"]]["revision"] = change["revision"]
-        for name in plan["adopt"]:
-            self.pods[name]["metadata"]["ownerReferences"] = [dict(OWNER)]
-        for name in plan["release"]:
-            self.pods[name]["metadata"]["ownerReferences"] = []
-        for change in plan["relabel"]:
-            self.pods[change["name"]]["metadata"]["labels"].update(change["labels"])
-        for _ in range(plan["create"]):
-            name = f"web-{next(self.serial)}"
-            tmpl = plan["create_template"]
-            self.pods[name] = {
-                "metadata": {"name": name, "namespace": NS, "labels": dict(tmpl["labels"]),
-                             "annotations": dict(tmpl["annotations"]), "ownerReferences": [dict(OWNER)],
-                             "creationTimestamp": stamp(self.now)},
-                "spec": copy.deepcopy(tmpl["spec"]),
-                "status": {"phase": "Pending"},
-            }
-        for name in plan["replace_terminal"] + plan["delete"]:
-            del self.pods[name]
+        for patch in requests["patch"]:
+            self.patch(patch)
+        for pod in requests["create"]:
+            self.create(pod)
+        for obj in requests["delete"]:
+            del (self.pods if obj["kind"] == "Pod" else self.revisions)[obj["metadata"]["name"]]
         self.podset["status"] = desired_status(self.podset.get("status"), {**plan["counts"], **plan["status"]},
                                                plan["conditions"] or None, now=stamp(self.now))
         self.events += plan["events"]
-        for name in plan["revisions"]["prune"]:
-            del self.revisions[name]
         self.samples.append((self.total(), self.ready()))
         return plan
+
+    def patch(self, patch: dict[str, Any]) -> None:
+        """A strategic merge patch: owner references merged by uid (`$patch: delete` removes
+        one), labels merged, a revision's number replaced."""
+        name = patch["metadata"]["name"]
+        if patch["kind"] == "ControllerRevision":
+            self.revisions[name]["revision"] = patch["revision"]
+            return
+        meta = self.pods[name]["metadata"]
+        for ref in patch["metadata"].get("ownerReferences", []):
+            kept = [r for r in meta.get("ownerReferences", []) if r["uid"] != ref["uid"]]
+            meta["ownerReferences"] = kept if ref.get("$patch") == "delete" else [*kept, dict(ref)]
+        meta.setdefault("labels", {}).update(patch["metadata"].get("labels", {}))
+
+    def create(self, pod: dict[str, Any]) -> None:
+        meta = copy.deepcopy(pod["metadata"])
+        name = meta.pop("generateName") + str(next(self.serial))
+        self.pods[name] = {"metadata": {**meta, "name": name, "creationTimestamp": stamp(self.now)},
+                           "spec": copy.deepcopy(pod["spec"]), "status": {"phase": "Pending"}}
 
     def tick(self, seconds: float = 1) -> None:
         """Time passes; pending pods start, and become ready unless their image is broken."""
@@ -149,6 +156,24 @@ class Namespace:
 
     def set_image(self, image: str) -> None:
         self.podset["spec"]["template"] = template(image)
+
+
+def assert_requests_follow_the_plan(plan: dict[str, Any]) -> None:
+    """The requests are the plan's decisions, no more and no fewer, each for the PodSet's namespace."""
+    requests = plan["requests"]
+    assert requests["apply"] == plan["revisions"]["create"]
+    renumbered = [p for p in requests["patch"] if p["kind"] == "ControllerRevision"]
+    assert [(p["metadata"]["name"], p["revision"]) for p in renumbered] == [
+        (c["name"], c["revision"]) for c in plan["revisions"]["renumber"]]
+    patched = [p["metadata"]["name"] for p in requests["patch"] if p["kind"] == "Pod"]
+    assert patched == sorted({*plan["adopt"], *plan["release"], *(c["name"] for c in plan["relabel"])})
+    assert len(requests["create"]) == plan["create"]
+    assert [(d["kind"], d["metadata"]["name"]) for d in requests["delete"]] == [
+        *(("Pod", name) for name in plan["replace_terminal"] + plan["delete"]),
+        *(("ControllerRevision", name) for name in plan["revisions"]["prune"])]
+    for obj in [*requests["patch"], *requests["create"], *requests["delete"]]:
+        assert obj["metadata"]["namespace"] == NS
+    assert len(plan["summary"]) == sum(len(v) for v in requests.values())
 
 
 # --- hashes and bounds -----------------------------------------------------------------------
@@ -705,3 +730,96 @@ def test_only_pods_without_a_hash_are_relabelled_and_not_while_the_podset_goes()
     assert [change["name"] for change in ns.plan()["relabel"]] == ["hand"]
     ns.podset["metadata"]["deletionTimestamp"] = stamp(ns.now)
     assert ns.plan()["relabel"] == []
+
+
+# --- the plan as requests ------------------------------------------------------------------
+
+
+def test_a_first_reconcile_is_a_record_to_apply_and_pods_to_create_with_a_line_each() -> None:
+    plan = r.podset_rollout(make_podset(3), [], [], stamp(START), OWNER)
+    requests = plan["requests"]
+    record = plan["revisions"]["create"][0]
+    digest = record["metadata"]["labels"][r.HASH_LABEL]
+    assert requests["apply"] == [record]
+    pod = {"apiVersion": "v1", "kind": "Pod",
+           "metadata": {"generateName": "web-", "namespace": NS, "labels": {"app": "web", r.HASH_LABEL: digest},
+                        "annotations": {}, "ownerReferences": [OWNER]},
+           "spec": template("web:1")["spec"]}
+    assert requests["create"] == [pod, pod, pod]
+    assert (requests["patch"], requests["delete"]) == ([], [])
+    assert plan["summary"] == [f"apply ControllerRevision web-{digest}: revision 1",
+                               *(f"create Pod web-* ({n} of 3), revision web-{digest}" for n in (1, 2, 3))]
+
+
+def test_a_pod_adopted_and_labelled_gets_one_patch_and_a_released_one_loses_only_this_owner() -> None:
+    ns = Namespace(make_podset(2))
+    ns.converge()
+    digest = r.podset_template_hash(template("web:1"))
+    moved = sorted(ns.pods)[0]
+    ns.pods[moved]["metadata"]["labels"]["app"] = "elsewhere"
+    other = {"apiVersion": "v1", "kind": "ConfigMap", "name": "keeper", "uid": "another-uid"}
+    ns.pods[moved]["metadata"]["ownerReferences"].append(other)
+    ns.pods["hand"] = live_pod("hand", template("web:1"))
+    plan = ns.plan()
+    assert plan["requests"]["patch"] == [
+        {"apiVersion": "v1", "kind": "Pod",
+         "metadata": {"name": "hand", "namespace": NS, "ownerReferences": [OWNER],
+                      "labels": {r.HASH_LABEL: digest}}},
+        {"apiVersion": "v1", "kind": "Pod",
+         "metadata": {"name": moved, "namespace": NS, "ownerReferences": [{"uid": UID, "$patch": "delete"}]}},
+    ]
+    assert plan["summary"] == [f"patch Pod hand: adopt, label {r.HASH_LABEL}={digest}",
+                               f"patch Pod {moved}: release"]
+    ns.step()
+    assert ns.pods[moved]["metadata"]["ownerReferences"] == [other]
+    assert ns.pods["hand"]["metadata"]["ownerReferences"] == [OWNER]
+    assert ns.pods["hand"]["metadata"]["labels"] == {"app": "web", r.HASH_LABEL: digest}
+
+
+def test_a_revision_that_is_back_is_renumbered_before_any_pod_is_patched() -> None:
+    ns = Namespace(make_podset(1))
+    ns.converge()
+    first = next(iter(ns.revisions))
+    ns.set_image("web:2")
+    ns.converge()
+    ns.set_image("web:1")
+    ns.pods["hand"] = live_pod("hand", template("web:1"))
+    plan = ns.plan()
+    assert plan["requests"]["patch"][0] == {"apiVersion": "apps/v1", "kind": "ControllerRevision",
+                                            "metadata": {"name": first, "namespace": NS}, "revision": 3}
+    assert [p["kind"] for p in plan["requests"]["patch"]] == ["ControllerRevision", "Pod"]
+    assert plan["summary"][0] == f"patch ControllerRevision {first}: revision 3"
+
+
+def test_ended_pods_go_first_then_surplus_pods_then_revisions_beyond_the_limit() -> None:
+    ns = Namespace(make_podset(3))
+    ns.converge()
+    ns.set_image("web:2")
+    ns.converge()
+    ended = sorted(ns.pods)[0]
+    ns.pods[ended]["status"]["phase"] = "Failed"
+    ns.podset["spec"]["replicas"] = 1
+    ns.podset["spec"]["revisionHistoryLimit"] = 0
+    plan = ns.plan()
+    surplus = plan["delete"]
+    old_revision = plan["revisions"]["prune"]
+    assert len(surplus) == 1 and len(old_revision) == 1
+    assert [(d["kind"], d["metadata"]["name"]) for d in plan["requests"]["delete"]] == [
+        ("Pod", ended), ("Pod", surplus[0]), ("ControllerRevision", old_revision[0])]
+    assert plan["summary"] == [f"delete Pod {ended}", f"delete Pod {surplus[0]}",
+                               f"delete ControllerRevision {old_revision[0]}"]
+    assert all(d == {"apiVersion": d["apiVersion"], "kind": d["kind"],
+                     "metadata": {"name": d["metadata"]["name"], "namespace": NS}}
+               for d in plan["requests"]["delete"])
+
+
+def test_a_hash_collision_still_adopts_and_replaces_nothing() -> None:
+    ps = make_podset(1)
+    name = f"web-{r.podset_template_hash(template('web:1'))}"
+    impostor = {"metadata": {"name": name, "labels": {r.HASH_LABEL: name[4:]}, "ownerReferences": [OWNER]},
+                "data": {"template": template("something else")}, "revision": 1}
+    plan = r.podset_rollout(ps, [live_pod("hand", template("web:1"))], [impostor], stamp(START), OWNER)
+    assert plan["adopt"] == ["hand"]
+    assert plan["requests"] == {"apply": [], "patch": [{"apiVersion": "v1", "kind": "Pod", "metadata": {
+        "name": "hand", "namespace": NS, "ownerReferences": [OWNER]}}], "create": [], "delete": []}
+    assert plan["summary"] == ["patch Pod hand: adopt"]

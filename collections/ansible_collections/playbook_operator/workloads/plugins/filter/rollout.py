@@ -295,14 +295,17 @@ def podset_rollout(
     to look again (`requeue_after`, seconds, 0 for never). `relabel` names the pods without a
     `pod-template-hash` label that already run the target's template (podset_runs_template):
     they are counted as the target's and get its hash label instead of being replaced. Apply
-    in this order: revisions, adopt, release, relabel, create, delete, status, Events, prune.
+    in this order: revisions, adopt, release, relabel, create, delete, prune, status, Events.
+
+    `requests` is all of that as kubernetes.core.k8s definitions, a list per kind of request
+    and in that order (see _requests), and `summary` says what each request does, a line each.
     """
     facts = _read(podset, pods, revisions, now)
     plan = _empty_plan(facts)
     owner_ref = dict(owner or {})
     spec_hash = podset_template_hash(facts.template, facts.collisions)
     if _hash_collides(facts, spec_hash):
-        return _count_the_collision(plan, facts)
+        return _with_requests(_count_the_collision(plan, facts), facts, owner_ref)
     target = _choose_target(facts, spec_hash)
     plan["revisions"].update(_record_the_target(facts, target, owner_ref))
     split = _split_pods(facts, target)
@@ -323,7 +326,7 @@ def podset_rollout(
         facts.revisions, {target.name, new_current, target.failed}, pods, podset,
         int(facts.spec.get("revisionHistoryLimit", 10)),
     )
-    return _finish(plan)
+    return _finish(_with_requests(plan, facts, owner_ref))
 
 
 # --- the rollout, step by step -------------------------------------------------------------
@@ -426,6 +429,8 @@ def _empty_plan(facts: _Facts) -> dict[str, Any]:
         "create_template": {},
         "relabel": [],
         "revisions": {"create": [], "renumber": [], "prune": []},
+        "requests": {"apply": [], "patch": [], "create": [], "delete": []},
+        "summary": [],
         "events": [],
         "requeue_after": 0,
         "bounds": facts.bounds,
@@ -799,6 +804,96 @@ def _pod_template(template: Any, template_hash: str) -> dict[str, Any]:
         "annotations": dict(meta.get("annotations") or {}),
         "spec": template.get("spec") or {},
     }
+
+
+# --- the plan as requests ------------------------------------------------------------------
+
+
+def _with_requests(plan: dict[str, Any], facts: _Facts, owner: Mapping[str, Any]) -> dict[str, Any]:
+    plan["requests"] = _requests(plan, facts, owner)
+    plan["summary"] = _summary(plan["requests"], plan)
+    return plan
+
+
+def _requests(plan: Mapping[str, Any], facts: _Facts, owner: Mapping[str, Any]) -> dict[str, list[dict[str, Any]]]:
+    """The plan as kubernetes.core.k8s definitions, a list for each task that sends them, in the
+    order the role sends them: `apply`, new revision records (server-side apply); `patch`, a
+    revision that is back the newest one, then one patch per pod that is adopted, released or
+    labelled with the target's revision; `create`, the missing pods, each named by the apiserver
+    from the PodSet's name; `delete`, ended pods, then surplus and replaced ones least valuable
+    first, then revisions beyond the history limit."""
+    namespace = objects.meta(facts.podset).get("namespace")
+    patch = [_object("apps/v1", "ControllerRevision", change["name"], namespace, revision=change["revision"])
+             for change in plan["revisions"]["renumber"]]
+    patch += _pod_patches(plan, namespace, owner, str(objects.meta(facts.podset).get("uid") or ""))
+    delete = [_object("v1", "Pod", name, namespace) for name in [*plan["replace_terminal"], *plan["delete"]]]
+    delete += [_object("apps/v1", "ControllerRevision", name, namespace) for name in plan["revisions"]["prune"]]
+    return {
+        "apply": list(plan["revisions"]["create"]),
+        "patch": patch,
+        "create": [_new_pod(plan["create_template"], facts.name, namespace, owner) for _ in range(plan["create"])],
+        "delete": delete,
+    }
+
+
+def _object(api_version: str, kind: str, name: str, namespace: str | None, **fields: Any) -> dict[str, Any]:
+    metadata = {"name": name} if namespace is None else {"name": name, "namespace": namespace}
+    return {"apiVersion": api_version, "kind": kind, "metadata": metadata, **fields}
+
+
+def _pod_patches(plan: Mapping[str, Any], namespace: str | None, owner: Mapping[str, Any],
+                 uid: str) -> list[dict[str, Any]]:
+    """One strategic merge patch per pod: adopted (the PodSet becomes its controller), released
+    (the PodSet's reference removed, by uid), labelled (a pod adopted and labelled at once gets
+    both in one patch)."""
+    pods: dict[str, dict[str, Any]] = {}
+    for name in plan["adopt"]:
+        pods.setdefault(name, _object("v1", "Pod", name, namespace))["metadata"]["ownerReferences"] = [dict(owner)]
+    for name in plan["release"]:
+        pods.setdefault(name, _object("v1", "Pod", name, namespace))["metadata"]["ownerReferences"] = [
+            {"uid": uid, "$patch": "delete"}]
+    for change in plan["relabel"]:
+        pod = pods.setdefault(change["name"], _object("v1", "Pod", change["name"], namespace))
+        pod["metadata"].setdefault("labels", {}).update(change["labels"])
+    return [pods[name] for name in sorted(pods)]
+
+
+def _new_pod(template: Mapping[str, Any], podset_name: str, namespace: str | None,
+             owner: Mapping[str, Any]) -> dict[str, Any]:
+    metadata: dict[str, Any] = {
+        "generateName": f"{podset_name}-",
+        "labels": dict(template.get("labels") or {}),
+        "annotations": dict(template.get("annotations") or {}),
+        "ownerReferences": [dict(owner)],
+    }
+    if namespace is not None:
+        metadata["namespace"] = namespace
+    # The spec is shared, not copied: the module gets the definitions as JSON, and a deep copy of
+    # what Ansible hands a filter (lazily templated containers) costs far more than the request.
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": metadata, "spec": template.get("spec") or {}}
+
+
+def _summary(requests: Mapping[str, list[dict[str, Any]]], plan: Mapping[str, Any]) -> list[str]:
+    """A line per request, in the order they are made: what a dry run would change."""
+    lines = [f"apply ControllerRevision {objects.name(r)}: revision {r.get('revision')}" for r in requests["apply"]]
+    for obj in requests["patch"]:
+        lines.append(f"patch {obj['kind']} {objects.name(obj)}: {', '.join(_patch_words(obj))}")
+    total = len(requests["create"])
+    for number, pod in enumerate(requests["create"], 1):
+        lines.append(f"create Pod {objects.meta(pod).get('generateName')}* ({number} of {total}), "
+                     f"revision {plan['target'].get('name')}")
+    lines += [f"delete {obj['kind']} {objects.name(obj)}" for obj in requests["delete"]]
+    return lines
+
+
+def _patch_words(obj: Mapping[str, Any]) -> list[str]:
+    if "revision" in obj:
+        return [f"revision {obj['revision']}"]
+    words = []
+    for ref in objects.meta(obj).get("ownerReferences") or []:
+        words.append("release" if ref.get("$patch") == "delete" else "adopt")
+    words += [f"label {key}={value}" for key, value in sorted(objects.labels(obj).items())]
+    return words
 
 
 def _prune(
