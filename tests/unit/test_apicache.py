@@ -183,17 +183,3 @@ def test_a_collection_deleted_sends_that_owners_reads_of_the_kind_to_the_apiserv
     cache.forget(OWNER)  # the owner is gone: nothing is kept for it
     assert cache.read(OWNER, listing()) is not None
 
-
-def test_a_runs_kubeconfig_is_private_and_names_only_the_endpoint_and_its_token(tmp_path: Any) -> None:
-    import stat
-
-    import yaml
-
-    from runner.apiproxy import RunAccess
-
-    access = RunAccess("t0ken", "owner")
-    path = access.write_kubeconfig(tmp_path / "kubeconfig", "http://127.0.0.1:1234")
-    assert stat.S_IMODE(path.stat().st_mode) == 0o600
-    config = yaml.safe_load(path.read_text())
-    assert config["clusters"][0]["cluster"] == {"server": "http://127.0.0.1:1234"}
-    assert config["users"][0]["user"] == {"token": "t0ken"}
