@@ -243,11 +243,13 @@ class Cache:
                             "metadata": {"resourceVersion": str(watermark)}, "items": selected})
 
     def _deletions_seen(self, owner: str, kind: KindKey, store: KindStore) -> bool:
+        """Whether `store` (of `kind`) has dropped every object of its kind the owner deleted;
+        those it has are no longer awaited."""
         pending = self._deleted.get(owner)
         if not pending:
             return True
-        for gone in [d for d in pending if (d[1], d[2]) not in store.objects]:
-            pending.discard(gone)
+        of_kind = {d for d in pending if d[0] == kind}
+        pending -= {d for d in of_kind if (d[1], d[2]) not in store.objects}
         return not any(d[0] == kind for d in pending)
 
     def stores(self) -> dict[KindKey, int]:

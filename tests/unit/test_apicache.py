@@ -183,3 +183,12 @@ def test_a_collection_deleted_sends_that_owners_reads_of_the_kind_to_the_apiserv
     cache.forget(OWNER)  # the owner is gone: nothing is kept for it
     assert cache.read(OWNER, listing()) is not None
 
+
+
+def test_a_deletion_of_one_kind_is_still_awaited_after_a_read_of_another(cache: Cache) -> None:
+    configmaps = KindKey("", "v1", "configmaps")
+    cache.listed(configmaps, "ns", [{"metadata": {"name": "cm", "namespace": "ns", "resourceVersion": "12"}}], 12)
+    cache.wrote(OWNER, configmaps, "DELETE", "ns", "cm", {"kind": "Status", "status": "Success"})
+    # The pod store holds no object named ns/cm: that says nothing of the config map.
+    assert cache.read(OWNER, listing()) is not None
+    assert cache.read(OWNER, get("cm", kind=configmaps)) is None
