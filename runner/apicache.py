@@ -55,9 +55,13 @@ class ReadRequest:
     field_selector: str = ""
 
 
-def resource_version(obj: Mapping[str, Any] | None) -> int | None:
-    raw = ((obj or {}).get("metadata") or {}).get("resourceVersion")
+def parse_version(raw: object) -> int | None:
+    """A resourceVersion as the number it is; None for anything else (missing, opaque)."""
     return int(raw) if isinstance(raw, str) and raw.isdigit() else None
+
+
+def resource_version(obj: Mapping[str, Any] | None) -> int | None:
+    return parse_version(((obj or {}).get("metadata") or {}).get("resourceVersion"))
 
 
 # Query parameters a cached answer can honour; anything else (limit, continue, watch, a
@@ -251,11 +255,6 @@ class Cache:
         of_kind = {d for d in pending if d[0] == kind}
         pending -= {d for d in of_kind if (d[1], d[2]) not in store.objects}
         return not any(d[0] == kind for d in pending)
-
-    def stores(self) -> dict[KindKey, int]:
-        """Each kind held and how many objects: for /metrics and logs."""
-        with self._lock:
-            return {k: len(s.objects) for k, s in self._stores.items()}
 
 
 def _select(items: list[dict[str, Any]], request: ReadRequest) -> list[dict[str, Any]] | None:

@@ -40,7 +40,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from runner.apicache import Cache, KindKey, resource_version
+from runner.apicache import Cache, KindKey, parse_version
 from runner.basics import selectors
 from runner.ownerrefs import PRIMARY_RESOURCE, PRIMARY_RESOURCE_TYPE
 
@@ -411,7 +411,7 @@ class DependentWatches:
                     # Items of a list carry no kind; the cache answers them as a watch gives them.
                     self.cache.listed(kind, scope.namespace, [{"apiVersion": scope.api_version, "kind": scope.kind,
                                                                **item} for item in items],
-                                      resource_version({"metadata": {"resourceVersion": version}}))
+                                      parse_version(version))
                 for owner in self.listed(scope, items):
                     self.loop.call_soon_threadsafe(self.notify, owner)
                 while not self._stopped.is_set():
