@@ -165,6 +165,43 @@ async def test_low_keys_keep_a_share_of_the_runs_under_a_flood_of_high_ones() ->
     await q.stop()
 
 
+async def test_within_high_the_newest_and_the_oldest_take_turns() -> None:
+    rec, q = await busy_queue()
+    for i in range(1000):
+        q.add(f"ns/batch-{i}", i)  # a batch applied at once...
+    q.add("ns/one", "applied by hand")  # ...and one object a minute later
+    rec.release.set()
+    await until(lambda: len(rec.calls) == 1002)
+    order = [key for key, _ in rec.calls[1:]]
+    # ns/first took the newest's turn, so the oldest of the batch goes, then the newest key: not
+    # behind the batch. The batch drains from both ends by turns, none left behind.
+    assert order[:7] == ["ns/batch-0", "ns/one", "ns/batch-1", "ns/batch-999", "ns/batch-2", "ns/batch-998",
+                         "ns/batch-3"]
+    assert sorted(order) == sorted(["ns/one", *(f"ns/batch-{i}" for i in range(1000))])
+    await q.stop()
+
+
+async def test_a_steady_stream_of_new_keys_does_not_starve_the_oldest() -> None:
+    calls: list[str] = []
+    counter = iter(range(10**6))
+
+    async def handler(key: str, latest: Any) -> Result:
+        calls.append(key)
+        q.add(f"ns/later-{next(counter)}", 0)  # always one more new key than the queue can run
+        q.add(f"ns/later-{next(counter)}", 0)
+        await asyncio.sleep(0)
+        return Result(ok=True)
+
+    q = WorkQueue("t", handler, concurrency=1)
+    for i in range(5):
+        q.add(f"ns/early-{i}", i)
+    q.start()
+    await until(lambda: all(f"ns/early-{i}" in calls for i in range(5)))
+    # Every other run is the oldest waiting: the five early keys are done within ten runs.
+    assert max(calls.index(f"ns/early-{i}") for i in range(5)) < 10, calls[:12]
+    await q.stop()
+
+
 async def test_a_waiting_low_key_moves_up_when_a_user_changes_it() -> None:
     rec, q = await busy_queue()
     for i in range(5):
@@ -194,10 +231,10 @@ async def test_requeues_and_retries_wait_at_low_priority() -> None:
 
     q = WorkQueue("t", handler, concurrency=1, backoff=Backoff(base=0.01, cap=0.01))
     q.start()
-    q.add("ns/periodic", 1)
-    q.add("ns/failing", 1)
-    q.add("ns/blocker", 1)
-    await until(lambda: calls == ["ns/periodic", "ns/failing", "ns/blocker"])
+    for key in ("ns/periodic", "ns/failing", "ns/blocker"):  # one after the other
+        q.add(key, 1)
+        await until(lambda: calls[-1:] == [key])  # noqa: B023 (awaited before the loop moves on)
+    assert calls == ["ns/periodic", "ns/failing", "ns/blocker"]
     await until(lambda: q.depth_by_priority() == {"high": 0, "low": 2})  # their timers fired
     q.add("ns/new", 1)
     gate.set()
