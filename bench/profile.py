@@ -15,6 +15,8 @@ Per Ansible run kept in the artifacts (each object keeps its last `maxRunnerArti
 - ``between_tasks``: the rest of the task phase: Ansible's strategy, templating, callbacks;
 - ``after_ansible``: last event -> reconcile end: the stats, the status write, artifacts.
 
+And per task (name and module): in how many runs it ran, how often per run, its duration.
+
 `python -m bench.profile OPERATOR_WORKDIR AUDIT_LOG [RESULTS_JSON]` prints it (and adds it to a
 results file).
 """
@@ -68,6 +70,34 @@ def run_breakdown(events: list[dict[str, Any]]) -> dict[str, float] | None:
             local += duration
     return {"first_event": first, "last_event": last, "playbook_start": task_start - first, "api_tasks": api,
             "local_tasks": local, "between_tasks": max(0.0, (task_end - task_start) - api - local)}
+
+
+def task_durations(events: list[dict[str, Any]]) -> list[tuple[str, str, float]]:
+    """Each task that ran in one Ansible run: its name, its module and its duration (seconds)."""
+    out = []
+    for e in events:
+        data = e.get("event_data", {})
+        if e.get("event") in TASK_END_EVENTS and data.get("start"):
+            out.append((str(data.get("task", "")), str(data.get("task_action", "")),
+                        float(data.get("duration") or 0.0)))
+    return out
+
+
+def task_table(per_run: list[list[tuple[str, str, float]]]) -> list[dict[str, Any]]:
+    """Per task over `per_run` (each run's `task_durations`): in how many runs it ran, how many
+    times per run on average, its duration summary and its seconds per run on average; costliest
+    first."""
+    durations: dict[tuple[str, str], list[float]] = {}
+    runs_with: dict[tuple[str, str], int] = {}
+    for tasks in per_run:
+        for name, action, seconds in tasks:
+            durations.setdefault((name, action), []).append(seconds)
+        for key in {(name, action) for name, action, _ in tasks}:
+            runs_with[key] = runs_with.get(key, 0) + 1
+    rows = [{"task": name, "action": action, "runs": runs_with[(name, action)],
+             "per_run": len(seconds) / len(per_run), "seconds_per_run": sum(seconds) / len(per_run),
+             **summarize(seconds)} for (name, action), seconds in durations.items()]
+    return sorted(rows, key=lambda row: -row["seconds_per_run"])
 
 
 def reconcile_lines(log: Path) -> dict[tuple[str, str], list[tuple[float, float]]]:
@@ -132,6 +162,7 @@ def profile(workdir: Path, audit_events: Iterable[dict[str, Any]], namespaces: s
     created = creations(audit_events)
     parts: dict[str, list[float]] = {p: [] for p in PARTS}
     totals: list[float] = []
+    tasks: list[list[tuple[str, str, float]]] = []
     root = workdir / "artifacts"
     for ns in namespaces:
         for obj_dir in sorted(root.glob(f"*/*/*/{ns}/*")):
@@ -153,12 +184,13 @@ def profile(workdir: Path, audit_events: Iterable[dict[str, Any]], namespaces: s
                 parts["before_ansible"].append(max(0.0, br["first_event"] - start))
                 parts["after_ansible"].append(max(0.0, end - br["last_event"]))
                 totals.append(end - start)
+                tasks.append(task_durations(events))
                 # A set's first reconcile after its (latest) creation: how long it waited to start.
                 made = max((c for c in created.get((ns, name), []) if c <= start), default=None)
                 if made is not None and not any(made <= s < start for s, _ in spans):
                     parts["queue"].append(start - made)
     return {"runs": len(totals), "reconcile": summarize(totals),
-            "parts": {p: summarize(v) for p, v in parts.items()}}
+            "parts": {p: summarize(v) for p, v in parts.items()}, "tasks": task_table(tasks)}
 
 
 def text(prof: dict[str, Any]) -> str:
@@ -170,6 +202,12 @@ def text(prof: dict[str, Any]) -> str:
         s = prof["parts"][part]
         if s["n"]:
             rows.append(f"  {part:<16} {s['median']:7.3f} {s['p95']:7.3f}   (n={s['n']})")
+    if prof.get("tasks"):
+        rows.append("per task (costliest first): runs with it, times per run, median / p95 s, s per run")
+        for t in prof["tasks"]:
+            label = f"{t['task'][:48]} ({t['action'].rsplit('.', 1)[-1]})"
+            rows.append(f"  {label:<62} {t['runs']:4d} {t['per_run']:5.2f} {t['median']:7.3f} {t['p95']:7.3f}"
+                        f" {t['seconds_per_run']:7.3f}")
     return "\n".join(rows)
 
 

@@ -69,6 +69,20 @@ def test_profile_matches_runs_to_reconciles_and_creations(tmp_path: Path) -> Non
     assert prof["parts"]["before_ansible"]["median"] == pytest.approx(0.3, abs=0.01)
     assert prof["parts"]["after_ansible"]["median"] == pytest.approx(0.2, abs=0.01)
     assert "whole reconcile" in profile.text(prof)
+    assert [t["action"] for t in prof["tasks"]] == ["kubernetes.core.k8s_info", "operator_sdk.util.k8s_status",
+                                                    "ansible.builtin.set_fact"]
+
+
+def test_task_table_counts_runs_and_times_per_run() -> None:
+    runs = [[("Read pods", "kubernetes.core.k8s_info", 0.2), ("Apply", "kubernetes.core.k8s", 0.3),
+             ("Apply", "kubernetes.core.k8s", 0.5)],
+            [("Read pods", "kubernetes.core.k8s_info", 0.4)]]
+    table = profile.task_table(runs)
+    assert [(t["task"], t["runs"], t["per_run"]) for t in table] == [("Apply", 1, 1.0), ("Read pods", 2, 1.0)]
+    assert table[0]["seconds_per_run"] == pytest.approx(0.4) and table[0]["median"] == pytest.approx(0.4)
+    assert table[1]["seconds_per_run"] == pytest.approx(0.3)
+    assert "Read pods (k8s_info)" in profile.text({"runs": 2, "reconcile": {"n": 0}, "parts": {
+        part: {"n": 0} for part in profile.PARTS}, "tasks": table})
 
 
 def test_first_reconcile_start_after_each_create() -> None:
