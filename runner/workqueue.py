@@ -11,9 +11,9 @@
   list, requeues, retries, follow-ups a dependent's change caused). LOW is never starved: while
   both wait, one run in LOW_SHARE is a LOW one, so a backlog of thousands keeps draining while
   new objects overtake it;
-- within HIGH, the newest key and the oldest take turns: one object a user applies does not wait
-  behind a batch of a thousand applied a minute before (it is taken at the next newest turn),
-  and the batch still drains in order, so no key waits forever.
+- within HIGH, the newest key first, and one run in OLDEST_SHARE for the oldest: one object a
+  user applies does not wait behind a batch of a thousand applied a minute before, and the
+  batch keeps draining in order, so no key waits forever.
 
 It is pure asyncio and knows nothing of Kubernetes or Ansible.
 """
@@ -50,6 +50,8 @@ class Priority(IntEnum):
 
 # While keys wait at both priorities, every LOW_SHARE-th run takes the oldest LOW one.
 LOW_SHARE = 4
+# While several keys wait at HIGH, every OLDEST_SHARE-th HIGH run takes the oldest, the others the newest.
+OLDEST_SHARE = 4
 
 
 @dataclass
@@ -91,7 +93,7 @@ class WorkQueue:
         self._waiting: dict[Priority, OrderedDict[str, None]] = {p: OrderedDict() for p in Priority}
         self._tokens: asyncio.Queue[None] = asyncio.Queue()
         self._high_in_a_row = 0
-        self._newest_turn = True  # within HIGH: whose turn it is, the newest key's or the oldest's
+        self._newest_in_a_row = 0  # HIGH runs that took the newest key since the oldest's last turn
         self._workers: list[asyncio.Task[None]] = []
         self.runs = 0
 
@@ -197,11 +199,12 @@ class WorkQueue:
 
     def _next_key(self) -> str:
         """The key to run next (one is waiting): HIGH first, but LOW's share while both wait;
-        within HIGH the newest and the oldest by turns; within LOW the oldest."""
+        within HIGH the newest, but the oldest's share; within LOW the oldest."""
         high, low = self._waiting[Priority.HIGH], self._waiting[Priority.LOW]
         if high and (not low or self._high_in_a_row < LOW_SHARE - 1):
             self._high_in_a_row = self._high_in_a_row + 1 if low else 0  # counts only while LOW waits
-            newest, self._newest_turn = self._newest_turn, not self._newest_turn
+            newest = self._newest_in_a_row < OLDEST_SHARE - 1
+            self._newest_in_a_row = self._newest_in_a_row + 1 if newest else 0
             return high.popitem(last=newest)[0]
         self._high_in_a_row = 0
         return low.popitem(last=False)[0]
