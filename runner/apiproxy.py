@@ -194,7 +194,7 @@ class ApiProxy:
             if request.query.get("watch") in ("1", "true") or request.query.get("follow") in ("1", "true"):
                 stream = web.StreamResponse(status=upstream.status, headers=headers)
                 await stream.prepare(request)
-                with contextlib.suppress(ConnectionResetError, aiohttp.ClientPayloadError, asyncio.CancelledError):
+                with contextlib.suppress(ConnectionResetError, aiohttp.ClientPayloadError):
                     async for chunk in upstream.content.iter_any():
                         await stream.write(chunk)
                 return stream
