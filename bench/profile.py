@@ -15,7 +15,8 @@ Per Ansible run kept in the artifacts (each object keeps its last `maxRunnerArti
 - ``between_tasks``: the rest of the task phase: Ansible's strategy, templating, callbacks;
 - ``after_ansible``: last event -> reconcile end: the stats, the status write, artifacts.
 
-And per task (name and module): in how many runs it ran, how often per run, its duration.
+And per task (name and module): in how many runs it ran (skipped ones do not count), how often
+per run, its duration.
 
 `python -m bench.profile OPERATOR_WORKDIR AUDIT_LOG [RESULTS_JSON]` prints it (and adds it to a
 results file).
@@ -73,11 +74,12 @@ def run_breakdown(events: list[dict[str, Any]]) -> dict[str, float] | None:
 
 
 def task_durations(events: list[dict[str, Any]]) -> list[tuple[str, str, float]]:
-    """Each task that ran in one Ansible run: its name, its module and its duration (seconds)."""
+    """Each task that ran in one Ansible run (skipped ones left out): its name, its module and its
+    duration (seconds)."""
     out = []
     for e in events:
         data = e.get("event_data", {})
-        if e.get("event") in TASK_END_EVENTS and data.get("start"):
+        if e.get("event") in TASK_END_EVENTS - {"runner_on_skipped"} and data.get("start"):
             out.append((str(data.get("task", "")), str(data.get("task_action", "")),
                         float(data.get("duration") or 0.0)))
     return out

@@ -73,6 +73,13 @@ def test_profile_matches_runs_to_reconciles_and_creations(tmp_path: Path) -> Non
                                                     "ansible.builtin.set_fact"]
 
 
+def test_skipped_tasks_are_not_counted_as_run() -> None:
+    skipped = {"counter": 7, "event": "runner_on_skipped", "created": "2026-01-01T00:00:01.000000+00:00",
+               "event_data": {"task": "Create pods", "task_action": "kubernetes.core.k8s",
+                              "start": "2026-01-01T00:00:00.990000+00:00", "duration": 0.01}}
+    assert [name for name, _, _ in profile.task_durations([*_events(), skipped])] == ["", "", ""]
+
+
 def test_task_table_counts_runs_and_times_per_run() -> None:
     runs = [[("Read pods", "kubernetes.core.k8s_info", 0.2), ("Apply", "kubernetes.core.k8s", 0.3),
              ("Apply", "kubernetes.core.k8s", 0.5)],
