@@ -37,6 +37,7 @@ API_PREFIXES = ("kubernetes.core.", "operator_sdk.util.", "k8s")
 PARTS = ("queue", "before_ansible", "playbook_start", "api_tasks", "local_tasks", "between_tasks",
          "after_ansible")
 TASK_END_EVENTS = {"runner_on_ok", "runner_on_failed", "runner_on_skipped", "runner_on_unreachable"}
+TASK_RAN_EVENTS = TASK_END_EVENTS - {"runner_on_skipped"}
 
 
 def _ts(value: str) -> float:
@@ -79,7 +80,7 @@ def task_durations(events: list[dict[str, Any]]) -> list[tuple[str, str, float]]
     out = []
     for e in events:
         data = e.get("event_data", {})
-        if e.get("event") in TASK_END_EVENTS - {"runner_on_skipped"} and data.get("start"):
+        if e.get("event") in TASK_RAN_EVENTS and data.get("start"):
             out.append((str(data.get("task", "")), str(data.get("task_action", "")),
                         float(data.get("duration") or 0.0)))
     return out

@@ -184,7 +184,6 @@ def test_a_collection_deleted_sends_that_owners_reads_of_the_kind_to_the_apiserv
     assert cache.read(OWNER, listing()) is not None
 
 
-
 def test_a_deletion_of_one_kind_is_still_awaited_after_a_read_of_another(cache: Cache) -> None:
     configmaps = KindKey("", "v1", "configmaps")
     cache.listed(configmaps, "ns", [{"metadata": {"name": "cm", "namespace": "ns", "resourceVersion": "12"}}], 12)
