@@ -83,6 +83,10 @@ def preload(kind: str) -> None:
                      "ansible.executor.task_queue_manager", "ansible.inventory.manager", "ansible.parsing.dataloader",
                      "ansible.playbook", "ansible.template", "ansible.vars.manager"):
             importlib.import_module(name)
+        # Lookups (kubernetes.core.k8s) run in Ansible's own processes: their client, once.
+        for name in ("kubernetes.client", "kubernetes.config", "kubernetes.dynamic", "urllib3", "yaml", "jsonpatch"):
+            with contextlib.suppress(ImportError):
+                importlib.import_module(name)
         from ansible.plugins import loader
 
         # The collection loader and the plugins every run looks at (their modules and config

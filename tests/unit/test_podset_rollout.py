@@ -21,6 +21,7 @@ sys.path.insert(0, str(ROOT / "collections"))
 from ansible.errors import AnsibleFilterError
 from ansible_collections.operator_sdk.util.plugins.module_utils.status import desired_status
 from ansible_collections.playbook_operator.workloads.plugins.filter import rollout as r
+from ansible_collections.playbook_operator.workloads.plugins.filter.podset import podset_selector_matches
 
 START = datetime.datetime(2024, 6, 1, 12, 0, 0, tzinfo=datetime.UTC)
 UID = "3c1a9a5e-0000-4000-8000-000000000001"
@@ -77,8 +78,16 @@ class Namespace:
         self.samples: list[tuple[int, int]] = []
 
     def plan(self) -> dict[str, Any]:
-        return r.podset_rollout(self.podset, list(self.pods.values()), list(self.revisions.values()),
-                                stamp(self.now), OWNER)
+        return r.podset_rollout(self.podset, self.read_pods(), list(self.revisions.values()), stamp(self.now), OWNER)
+
+    def read_pods(self) -> list[dict[str, Any]]:
+        """The pods as the role reads them: those the PodSet's selector matches, then those
+        podset_owned_selector lists (so a pod in both comes twice), never the whole namespace."""
+        selector = self.podset["spec"]["selector"]
+        owned = dict([r.podset_owned_selector(self.podset).split("=", 1)])
+        pods = list(self.pods.values())
+        return ([p for p in pods if podset_selector_matches(p["metadata"].get("labels"), selector)]
+                + [p for p in pods if podset_selector_matches(p["metadata"].get("labels"), {"matchLabels": owned})])
 
     def step(self) -> dict[str, Any]:
         """One reconcile: the plan's requests made as the role makes them (one list per task, in
@@ -102,7 +111,7 @@ class Namespace:
 
     def patch(self, patch: dict[str, Any]) -> None:
         """A strategic merge patch: owner references merged by uid (`$patch: delete` removes
-        one), labels merged, a revision's number replaced."""
+        one), labels merged (a null removes one), a revision's number replaced."""
         name = patch["metadata"]["name"]
         if patch["kind"] == "ControllerRevision":
             self.revisions[name]["revision"] = patch["revision"]
@@ -111,7 +120,12 @@ class Namespace:
         for ref in patch["metadata"].get("ownerReferences", []):
             kept = [r for r in meta.get("ownerReferences", []) if r["uid"] != ref["uid"]]
             meta["ownerReferences"] = kept if ref.get("$patch") == "delete" else [*kept, dict(ref)]
-        meta.setdefault("labels", {}).update(patch["metadata"].get("labels", {}))
+        labels = meta.setdefault("labels", {})
+        for key, value in patch["metadata"].get("labels", {}).items():
+            if value is None:
+                labels.pop(key, None)
+            else:
+                labels[key] = value
 
     def create(self, pod: dict[str, Any]) -> None:
         meta = copy.deepcopy(pod["metadata"])
@@ -166,7 +180,8 @@ def assert_requests_follow_the_plan(plan: dict[str, Any]) -> None:
     assert [(p["metadata"]["name"], p["revision"]) for p in renumbered] == [
         (c["name"], c["revision"]) for c in plan["revisions"]["renumber"]]
     patched = [p["metadata"]["name"] for p in requests["patch"] if p["kind"] == "Pod"]
-    assert patched == sorted({*plan["adopt"], *plan["release"], *(c["name"] for c in plan["relabel"])})
+    assert patched == sorted({*plan["adopt"], *plan["release"], *(c["name"] for c in plan["relabel"]),
+                              *plan["label_owned"]})
     assert len(requests["create"]) == plan["create"]
     assert [(d["kind"], d["metadata"]["name"]) for d in requests["delete"]] == [
         *(("Pod", name) for name in plan["replace_terminal"] + plan["delete"]),
@@ -533,7 +548,7 @@ def test_change_cause_is_kept_on_the_revision() -> None:
 
 
 def test_revision_selector() -> None:
-    assert r.podset_revision_selector(make_podset()) == f"{r.PODSET_LABEL}=web"
+    assert r.podset_owned_selector(make_podset()) == f"{r.PODSET_LABEL}=web"
 
 
 def test_a_podset_being_deleted_plans_no_pods_and_no_revisions() -> None:
@@ -742,7 +757,8 @@ def test_a_first_reconcile_is_a_record_to_apply_and_pods_to_create_with_a_line_e
     digest = record["metadata"]["labels"][r.HASH_LABEL]
     assert requests["apply"] == [record]
     pod = {"apiVersion": "v1", "kind": "Pod",
-           "metadata": {"generateName": "web-", "namespace": NS, "labels": {"app": "web", r.HASH_LABEL: digest},
+           "metadata": {"generateName": "web-", "namespace": NS,
+                            "labels": {"app": "web", r.HASH_LABEL: digest, r.PODSET_LABEL: "web"},
                         "annotations": {}, "ownerReferences": [OWNER]},
            "spec": template("web:1")["spec"]}
     assert requests["create"] == [pod, pod, pod]
@@ -764,16 +780,20 @@ def test_a_pod_adopted_and_labelled_gets_one_patch_and_a_released_one_loses_only
     assert plan["requests"]["patch"] == [
         {"apiVersion": "v1", "kind": "Pod",
          "metadata": {"name": "hand", "namespace": NS, "ownerReferences": [OWNER],
-                      "labels": {r.HASH_LABEL: digest}}},
+                      "labels": {r.PODSET_LABEL: "web", r.HASH_LABEL: digest}}},
         {"apiVersion": "v1", "kind": "Pod",
-         "metadata": {"name": moved, "namespace": NS, "ownerReferences": [{"uid": UID, "$patch": "delete"}]}},
+         "metadata": {"name": moved, "namespace": NS, "ownerReferences": [{"uid": UID, "$patch": "delete"}],
+                      "labels": {r.PODSET_LABEL: None}}},
     ]
-    assert plan["summary"] == [f"patch Pod hand: adopt, label {r.HASH_LABEL}={digest}",
-                               f"patch Pod {moved}: release"]
+    assert plan["summary"] == [f"patch Pod hand: adopt, label {r.HASH_LABEL}={digest}, label {r.PODSET_LABEL}=web",
+                               f"patch Pod {moved}: release, unlabel {r.PODSET_LABEL}"]
     ns.step()
     assert ns.pods[moved]["metadata"]["ownerReferences"] == [other]
+    # Released, it is no longer among the pods the role reads.
+    assert moved not in {p["metadata"]["name"] for p in ns.read_pods()}
+    assert ns.plan()["requests"]["patch"] == []
     assert ns.pods["hand"]["metadata"]["ownerReferences"] == [OWNER]
-    assert ns.pods["hand"]["metadata"]["labels"] == {"app": "web", r.HASH_LABEL: digest}
+    assert ns.pods["hand"]["metadata"]["labels"] == {"app": "web", r.HASH_LABEL: digest, r.PODSET_LABEL: "web"}
 
 
 def test_a_revision_that_is_back_is_renumbered_before_any_pod_is_patched() -> None:
@@ -821,5 +841,46 @@ def test_a_hash_collision_still_adopts_and_replaces_nothing() -> None:
     plan = r.podset_rollout(ps, [live_pod("hand", template("web:1"))], [impostor], stamp(START), OWNER)
     assert plan["adopt"] == ["hand"]
     assert plan["requests"] == {"apply": [], "patch": [{"apiVersion": "v1", "kind": "Pod", "metadata": {
-        "name": "hand", "namespace": NS, "ownerReferences": [OWNER]}}], "create": [], "delete": []}
-    assert plan["summary"] == ["patch Pod hand: adopt"]
+        "name": "hand", "namespace": NS, "ownerReferences": [OWNER], "labels": {r.PODSET_LABEL: "web"}}}],
+        "create": [], "delete": []}
+    assert plan["summary"] == [f"patch Pod hand: adopt, label {r.PODSET_LABEL}=web"]
+
+
+def test_an_owned_pod_whose_labels_stop_matching_is_found_by_the_podsets_own_label_and_released() -> None:
+    ns = Namespace(make_podset(3))
+    ns.converge()
+    assert all(p["metadata"]["labels"][r.PODSET_LABEL] == "web" for p in ns.pods.values())
+    moved = sorted(ns.pods)[1]
+    ns.pods[moved]["metadata"]["labels"]["app"] = "debug"
+    assert moved in {p["metadata"]["name"] for p in ns.read_pods()}
+    plan = ns.step()
+    assert plan["release"] == [moved] and plan["create"] == 1
+    assert ns.pods[moved]["metadata"]["ownerReferences"] == []
+    assert r.PODSET_LABEL not in ns.pods[moved]["metadata"]["labels"]
+    ns.converge()
+    assert ns.total() == 4  # three of the PodSet's, and the released one left alone
+
+
+def test_owned_pods_made_without_the_podsets_label_get_it_once() -> None:
+    ns = Namespace(make_podset(2))
+    ns.converge()
+    for pod in ns.pods.values():
+        del pod["metadata"]["labels"][r.PODSET_LABEL]
+    plan = ns.plan()
+    assert plan["label_owned"] == sorted(ns.pods)
+    assert [p["metadata"] for p in plan["requests"]["patch"]] == [
+        {"name": name, "namespace": NS, "labels": {r.PODSET_LABEL: "web"}} for name in sorted(ns.pods)]
+    assert plan["create"] == 0 and plan["delete"] == []
+    ns.step()
+    assert ns.plan()["requests"]["patch"] == []
+    ns.podset["metadata"]["deletionTimestamp"] = stamp(START)
+    del ns.pods[sorted(ns.pods)[0]]["metadata"]["labels"][r.PODSET_LABEL]
+    assert ns.plan()["label_owned"] == []
+
+
+def test_a_pod_both_reads_found_counts_once() -> None:
+    ns = Namespace(make_podset(3))
+    ns.converge()
+    assert len(ns.read_pods()) == 6
+    plan = ns.plan()
+    assert plan["counts"]["replicas"] == 3 and plan["create"] == 0 and plan["delete"] == []

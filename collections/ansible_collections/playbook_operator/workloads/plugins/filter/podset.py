@@ -35,6 +35,19 @@ def _check_pods(pods: Any, what: str = "pods") -> Sequence[Pod]:
     return pods
 
 
+def _once_each(pods: Sequence[Pod]) -> list[Pod]:
+    """The pods with a pod read twice (by two reads that both found it) kept once, by uid, or by
+    name where there is no uid."""
+    seen: set[str] = set()
+    out = []
+    for pod in pods:
+        key = str(objects.meta(pod).get("uid") or objects.name(pod))
+        if key not in seen:
+            seen.add(key)
+            out.append(pod)
+    return out
+
+
 def podset_is_active(pod: Pod) -> bool:
     """Neither finished (Succeeded/Failed) nor being deleted: the pods a ReplicaSet counts."""
     return objects.phase(pod) not in TERMINAL_PHASES and not objects.being_deleted(pod)
@@ -151,7 +164,8 @@ def podset_counts(pods: Sequence[Pod], selector: Selector | None, min_ready_seco
 
 
 def podset_classify(pods: Sequence[Pod], podset: Mapping[str, Any]) -> dict[str, list[Pod]]:
-    """Split the pods of the PodSet's namespace by what the PodSet must do with them.
+    """Split the pods of the PodSet's namespace by what the PodSet must do with them (a pod
+    listed twice counts once).
 
     - owned: its controller reference is the PodSet's uid, labels match, active.
     - to_adopt: no controller reference, labels match, active, and the PodSet is not being
@@ -169,7 +183,7 @@ def podset_classify(pods: Sequence[Pod], podset: Mapping[str, Any]) -> dict[str,
     leaving = objects.being_deleted(podset)
     out: dict[str, list[Pod]] = {k: [] for k in
                                  ("owned", "to_adopt", "to_release", "terminal", "terminating", "ignored")}
-    for pod in _check_pods(pods):
+    for pod in _once_each(_check_pods(pods)):
         controller = objects.controller_uid(pod)
         same_namespace = namespace is None or objects.meta(pod).get("namespace") in (None, namespace)
         matches = podset_selector_matches(objects.labels(pod), selector)

@@ -30,7 +30,7 @@ from ansible_collections.playbook_operator.workloads.plugins.filter.podset impor
 from ansible_collections.playbook_operator.workloads.plugins.module_utils import objects
 
 HASH_LABEL = "pod-template-hash"
-# On revision records, so a PodSet's revisions can be listed by label.
+# On revision records and on the pods a PodSet creates or adopts, so what it made can be listed by label.
 PODSET_LABEL = "workloads.playbook-operator.io/podset"
 CHANGE_CAUSE = "kubernetes.io/change-cause"
 
@@ -55,8 +55,10 @@ def podset_template_hash(template: Mapping[str, Any], collision_count: int = 0) 
     return hashlib.sha256(text.encode()).hexdigest()[:10]
 
 
-def podset_revision_selector(podset: Mapping[str, Any]) -> str:
-    """The label selector that lists the PodSet's revision records."""
+def podset_owned_selector(podset: Mapping[str, Any]) -> str:
+    """The label selector that lists what the PodSet made: its revision records, and the pods it
+    created or adopted. With the PodSet's own selector, it finds an owned pod whose labels no
+    longer match, to release it, without reading every pod of the namespace."""
     return f"{PODSET_LABEL}={objects.meta(podset).get('name') or ''}"
 
 
@@ -294,8 +296,10 @@ def podset_rollout(
     whole status with its Progressing and Available conditions, the Events to emit, and when
     to look again (`requeue_after`, seconds, 0 for never). `relabel` names the pods without a
     `pod-template-hash` label that already run the target's template (podset_runs_template):
-    they are counted as the target's and get its hash label instead of being replaced. Apply
-    in this order: revisions, adopt, release, relabel, create, delete, prune, status, Events.
+    they are counted as the target's and get its hash label instead of being replaced.
+    `label_owned` names the owned pods without the PodSet's own label (PODSET_LABEL), which they
+    get. Apply in this order: revisions, adopt, release, relabel and label, create, delete,
+    prune, status, Events.
 
     `requests` is all of that as kubernetes.core.k8s definitions, a list per kind of request
     and in that order (see _requests), and `summary` says what each request does, a line each.
@@ -310,6 +314,7 @@ def podset_rollout(
     plan["revisions"].update(_record_the_target(facts, target, owner_ref))
     split = _split_pods(facts, target)
     plan["relabel"] = _relabel(split, target)
+    plan["label_owned"] = _without_owned_label(facts)
     plan["create"], plan["delete"] = _scale(facts, target, split)
     plan["create_template"] = _pod_template(target.template, target.hash)
     progressing, missed = _progress(facts, target, split, plan)
@@ -428,6 +433,7 @@ def _empty_plan(facts: _Facts) -> dict[str, Any]:
         "delete": [],
         "create_template": {},
         "relabel": [],
+        "label_owned": [],
         "revisions": {"create": [], "renumber": [], "prune": []},
         "requests": {"apply": [], "patch": [], "create": [], "delete": []},
         "summary": [],
@@ -539,6 +545,14 @@ def _split_pods(facts: _Facts, target: _Target) -> _Split:
 def _relabel(split: _Split, target: _Target) -> list[dict[str, Any]]:
     return [{"name": objects.name(p), "labels": {HASH_LABEL: target.hash}}
             for p in sorted(split.running_target, key=objects.name)]
+
+
+def _without_owned_label(facts: _Facts) -> list[str]:
+    """Owned pods made before pods carried PODSET_LABEL: they get it, so that podset_owned_selector
+    finds them once their labels stop matching."""
+    if objects.being_deleted(facts.podset):
+        return []
+    return sorted(objects.name(p) for p in facts.classes["owned"] if PODSET_LABEL not in objects.labels(p))
 
 
 def _scale(facts: _Facts, target: _Target, split: _Split) -> tuple[int, list[str]]:
@@ -825,7 +839,7 @@ def _requests(plan: Mapping[str, Any], facts: _Facts, owner: Mapping[str, Any]) 
     namespace = objects.meta(facts.podset).get("namespace")
     patch = [_object("apps/v1", "ControllerRevision", change["name"], namespace, revision=change["revision"])
              for change in plan["revisions"]["renumber"]]
-    patch += _pod_patches(plan, namespace, owner, str(objects.meta(facts.podset).get("uid") or ""))
+    patch += _pod_patches(plan, namespace, owner, str(objects.meta(facts.podset).get("uid") or ""), facts.name)
     delete = [_object("v1", "Pod", name, namespace) for name in [*plan["replace_terminal"], *plan["delete"]]]
     delete += [_object("apps/v1", "ControllerRevision", name, namespace) for name in plan["revisions"]["prune"]]
     return {
@@ -842,19 +856,25 @@ def _object(api_version: str, kind: str, name: str, namespace: str | None, **fie
 
 
 def _pod_patches(plan: Mapping[str, Any], namespace: str | None, owner: Mapping[str, Any],
-                 uid: str) -> list[dict[str, Any]]:
-    """One strategic merge patch per pod: adopted (the PodSet becomes its controller), released
-    (the PodSet's reference removed, by uid), labelled (a pod adopted and labelled at once gets
-    both in one patch)."""
+                 uid: str, podset_name: str) -> list[dict[str, Any]]:
+    """One strategic merge patch per pod: adopted (the PodSet becomes its controller and its
+    PODSET_LABEL is added), released (the PodSet's reference and its PODSET_LABEL removed, by uid
+    and by a null), labelled (a pod adopted and labelled at once gets both in one patch)."""
     pods: dict[str, dict[str, Any]] = {}
+
+    def patch(name: str) -> dict[str, Any]:
+        return pods.setdefault(name, _object("v1", "Pod", name, namespace))["metadata"]
+
     for name in plan["adopt"]:
-        pods.setdefault(name, _object("v1", "Pod", name, namespace))["metadata"]["ownerReferences"] = [dict(owner)]
+        patch(name)["ownerReferences"] = [dict(owner)]
+        patch(name).setdefault("labels", {})[PODSET_LABEL] = podset_name
     for name in plan["release"]:
-        pods.setdefault(name, _object("v1", "Pod", name, namespace))["metadata"]["ownerReferences"] = [
-            {"uid": uid, "$patch": "delete"}]
+        patch(name)["ownerReferences"] = [{"uid": uid, "$patch": "delete"}]
+        patch(name).setdefault("labels", {})[PODSET_LABEL] = None
+    for name in plan.get("label_owned", []):
+        patch(name).setdefault("labels", {})[PODSET_LABEL] = podset_name
     for change in plan["relabel"]:
-        pod = pods.setdefault(change["name"], _object("v1", "Pod", change["name"], namespace))
-        pod["metadata"].setdefault("labels", {}).update(change["labels"])
+        patch(change["name"]).setdefault("labels", {}).update(change["labels"])
     return [pods[name] for name in sorted(pods)]
 
 
@@ -862,7 +882,7 @@ def _new_pod(template: Mapping[str, Any], podset_name: str, namespace: str | Non
              owner: Mapping[str, Any]) -> dict[str, Any]:
     metadata: dict[str, Any] = {
         "generateName": f"{podset_name}-",
-        "labels": dict(template.get("labels") or {}),
+        "labels": {**(template.get("labels") or {}), PODSET_LABEL: podset_name},
         "annotations": dict(template.get("annotations") or {}),
         "ownerReferences": [dict(owner)],
     }
@@ -892,7 +912,8 @@ def _patch_words(obj: Mapping[str, Any]) -> list[str]:
     words = []
     for ref in objects.meta(obj).get("ownerReferences") or []:
         words.append("release" if ref.get("$patch") == "delete" else "adopt")
-    words += [f"label {key}={value}" for key, value in sorted(objects.labels(obj).items())]
+    words += [f"label {key}={value}" if value is not None else f"unlabel {key}"
+              for key, value in sorted(objects.labels(obj).items())]
     return words
 
 
@@ -913,7 +934,7 @@ class FilterModule:
         return {
             "podset_template_hash": podset_template_hash,
             "podset_revisions": podset_revisions,
-            "podset_revision_selector": podset_revision_selector,
+            "podset_owned_selector": podset_owned_selector,
             "podset_revision_template": podset_revision_template,
             "podset_rolling_bounds": podset_rolling_bounds,
             "podset_rollout": podset_rollout,
