@@ -172,6 +172,13 @@ def test_valid_variant_is_accepted(cluster: Cluster, crds: None, namespace: str,
     assert cluster.get("podset", "web", namespace) is not None
 
 
+def test_a_name_too_long_for_a_label_value_is_rejected(cluster: Cluster, crds: None, namespace: str) -> None:
+    proc = apply(cluster, podset(name="w" * 64), namespace)
+    assert proc.returncode != 0, proc.stdout
+    assert "metadata.name must be no more than 63 characters" in proc.stderr
+    assert apply(cluster, podset(name="w" * 63), namespace).returncode == 0
+
+
 def test_selector_is_immutable(cluster: Cluster, crds: None, namespace: str) -> None:
     apply(cluster, podset(), namespace, check=True)
 
