@@ -24,6 +24,7 @@ from tests.support import ROOT
 sys.path.insert(0, str(ROOT / "collections"))
 
 from ansible.errors import AnsibleFilterError
+from ansible_collections.operator_sdk.util.plugins.module_utils.status import desired_status
 from ansible_collections.playbook_operator.workloads.plugins.filter import podset as f
 
 NOW = datetime.datetime(2024, 6, 1, 12, 0, 0, tzinfo=datetime.UTC)
@@ -663,3 +664,45 @@ def test_filters_load_and_run_in_ansible_playbook(tmp_path: Path) -> None:
     assert result["selector"] == "app=web"
     assert result["matches"] is True
     assert result["classes"] == ["ignored", "owned", "terminal", "terminating", "to_adopt", "to_release"]
+
+
+# --- podset_status_differs: skipped only when k8s_status would write nothing -----------------
+
+CONDITIONS = [{"type": "ReplicaFailure", "status": "False", "reason": "PodsCreated", "message": "ok"},
+              {"type": "Available", "status": "True", "reason": "MinimumReplicasAvailable", "message": "3 of 3"}]
+
+
+def written(current: dict[str, Any], status: dict[str, Any], conditions: list[dict[str, Any]]) -> dict[str, Any]:
+    """What operator_sdk.util.k8s_status makes of it: the reference the filter must agree with."""
+    return desired_status(current, status, conditions, now="2024-06-01T12:00:00Z")
+
+
+@pytest.mark.parametrize("status, conditions", [
+    ({"replicas": 3, "readyReplicas": 3}, CONDITIONS),
+    ({"replicas": 3, "readyReplicas": 2}, CONDITIONS),
+    ({"replicas": 3, "readyReplicas": 3, "failedRevision": None}, CONDITIONS),
+    ({"replicas": 3, "readyReplicas": 3, "currentRevision": None}, CONDITIONS),
+    ({"replicas": 3}, [{**CONDITIONS[1], "status": "False", "reason": "MinimumReplicasUnavailable"}]),
+    ({"replicas": 3}, [{**CONDITIONS[1], "message": "2 of 3"}]),
+    ({"replicas": 3}, [{"type": "Progressing", "status": "True", "reason": "NewReplicaSetAvailable"}]),
+    ({"selector": "app=web"}, []),
+    ({}, CONDITIONS[:1]),
+])
+def test_status_differs_exactly_when_k8s_status_would_write(status: dict[str, Any],
+                                                             conditions: list[dict[str, Any]]) -> None:
+    current = written({"currentRevision": "web-1"}, {"replicas": 3, "readyReplicas": 3}, CONDITIONS)
+    podset = {"metadata": {"name": "web"}, "status": current}
+    expected = written(current, status, conditions) != current
+    assert f.podset_status_differs(podset, status, conditions) is expected
+    assert f.podset_status_differs([podset], status, conditions) is expected
+
+
+def test_status_differs_when_unsure_or_the_object_is_missing() -> None:
+    podset = {"metadata": {"name": "web"}, "status": {"replicas": 3, "nested": {"a": 1}}}
+    assert f.podset_status_differs([], {"replicas": 3}) is True
+    assert f.podset_status_differs(None, {"replicas": 3}) is True
+    assert f.podset_status_differs([podset, podset], {"replicas": 3}) is True
+    assert f.podset_status_differs(podset, {"nested": {"a": 1}}) is True
+    assert f.podset_status_differs({"status": "odd"}, {"replicas": 3}) is True
+    assert f.podset_status_differs(podset, {"replicas": 3}) is False
+    assert f.podset_status_differs({"metadata": {}}, {}) is False

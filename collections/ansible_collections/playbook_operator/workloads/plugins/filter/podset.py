@@ -15,6 +15,7 @@ from typing import Any
 
 from ansible.errors import AnsibleFilterError
 from ansible_collections.playbook_operator.kube.plugins.module_utils import selectors
+from ansible_collections.playbook_operator.kube.plugins.module_utils.conditions import merge_conditions
 from ansible_collections.playbook_operator.workloads.plugins.module_utils import objects
 
 Pod = Mapping[str, Any]
@@ -249,6 +250,37 @@ def plan_from_classes(podset: Mapping[str, Any], classes: Mapping[str, list[Pod]
     return plan
 
 
+# --- status --------------------------------------------------------------------------
+
+
+def podset_status_differs(found: Any, status: Mapping[str, Any] | None = None,
+                          conditions: Sequence[Mapping[str, Any]] | None = None) -> bool:
+    """Whether operator_sdk.util.k8s_status, given `status` and `conditions`, would change the
+    status of `found`: the object as just read (a dict, or a lookup's list of at most one).
+
+    As the module does, the given fields are merged into the current status (a null removes
+    one) and conditions are merged by type, lastTransitionTime kept while a condition's status
+    stays. A missing object, or anything but plain values to compare, counts as a change: the
+    module then runs and decides, so a needed write is never skipped.
+    """
+    if isinstance(found, Sequence) and not isinstance(found, str | bytes):
+        found = found[0] if len(found) == 1 else None
+    if not isinstance(found, Mapping):
+        return True
+    current = found.get("status") or {}
+    if not isinstance(current, Mapping):
+        return True
+    for key, value in (status or {}).items():
+        if key == "conditions" or isinstance(value, Mapping):
+            return True
+        if (key in current) if value is None else current.get(key) != value:
+            return True
+    if conditions:
+        before = current.get("conditions") or []
+        return bool(merge_conditions(before, conditions, "") != before)
+    return False
+
+
 class FilterModule:
     def filters(self) -> dict[str, Callable[..., Any]]:
         return {
@@ -258,6 +290,7 @@ class FilterModule:
             "podset_counts": podset_counts,
             "podset_selector_matches": podset_selector_matches,
             "podset_selector_string": podset_selector_string,
+            "podset_status_differs": podset_status_differs,
             "podset_classify": podset_classify,
             "podset_plan": podset_plan,
         }
