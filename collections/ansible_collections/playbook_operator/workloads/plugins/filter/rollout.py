@@ -863,7 +863,8 @@ def _pod_patches(plan: Mapping[str, Any], namespace: str | None, owner: Mapping[
     pods: dict[str, dict[str, Any]] = {}
 
     def patch(name: str) -> dict[str, Any]:
-        return pods.setdefault(name, _object("v1", "Pod", name, namespace))["metadata"]
+        metadata: dict[str, Any] = pods.setdefault(name, _object("v1", "Pod", name, namespace))["metadata"]
+        return metadata
 
     for name in plan["adopt"]:
         patch(name)["ownerReferences"] = [dict(owner)]
