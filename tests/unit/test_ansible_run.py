@@ -3,12 +3,14 @@ errors that stop Ansible before any task runs."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from runner import ansible
 
 
 def run_play(tmp_path: Path, play: str, **extravars: object) -> ansible.RunResult:
+    tmp_path.mkdir(exist_ok=True)
     playbook = tmp_path / "play.yml"
     playbook.write_text(play)
     return ansible.run(ansible.RunRequest(target=ansible.Target(playbook=playbook), extravars=extravars,
@@ -55,6 +57,26 @@ def test_requeue_after_is_read_from_the_task_result(tmp_path: Path) -> None:
       operator_sdk.util.requeue_after: {time: 1m30s}
 """)
     assert result.successful and result.requeue_after == 90.0
+    # Answered by the collection's action plugin, in Ansible's own process: a module run would
+    # have reported its `invocation`.
+    results = [json.loads(f.read_text())["event_data"]["res"]
+               for f in (tmp_path / "run" / "artifacts").glob("*/job_events/*.json")
+               if json.loads(f.read_text())["event"] == "runner_on_ok"]
+    assert [r["requeue_after"] for r in results] == [90.0]
+    assert "invocation" not in results[0]
+
+
+def test_requeue_after_refuses_what_is_not_a_delay(tmp_path: Path) -> None:
+    for given, message in (("soon", "invalid duration 'soon'"), ("-1s", "cannot be negative")):
+        result = run_play(tmp_path / given, f"""
+- hosts: localhost
+  gather_facts: false
+  tasks:
+    - name: Ask to come back
+      operator_sdk.util.requeue_after: {{time: "{given}"}}
+""")
+        assert not result.successful and result.requeue_after is None
+        assert message in result.failed_tasks[0].message
 
 
 def test_an_error_before_any_task_is_reported(tmp_path: Path) -> None:

@@ -59,20 +59,18 @@ period:
 """
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.playbook_operator.kube.plugins.module_utils.durations import DurationError, parse_duration
+from ansible_collections.operator_sdk.util.plugins.module_utils.requeue import requeue_result
 
 
+# In a play, Ansible runs the action plugin of the same name (plugins/action/requeue_after.py) in
+# its place: the same result, without a module run.
 def main() -> None:
     spec = {"time": {"type": "str", "required": True}}
     module = AnsibleModule(argument_spec=spec, supports_check_mode=True)
-    given = module.params["time"]
-    try:
-        seconds = parse_duration(given)
-    except DurationError as exc:
-        module.fail_json(msg=str(exc), time=given)
-    if seconds < 0:
-        module.fail_json(msg=f"invalid duration {given!r}: a requeue delay cannot be negative", time=given)
-    module.exit_json(changed=False, requeue_after=seconds, time=given, period=given)
+    result = requeue_result(module.params["time"])
+    if result.get("failed"):
+        module.fail_json(**{k: v for k, v in result.items() if k != "failed"})
+    module.exit_json(**result)
 
 
 if __name__ == "__main__":
