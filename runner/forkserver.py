@@ -22,7 +22,8 @@ same bytes and exit codes as with the real programs.
 Ansible reads much of its configuration (``ANSIBLE_*``, ansible.cfg) at import time,
 so a ``playbook`` server serves one configuration only: the shim picks the server by
 a digest of it and starts one when none answers, running that job cold meanwhile. A
-server exits when the process that owns the warm directory is gone.
+server exits when the process that owns the warm directory is gone (checked every second),
+or on SIGTERM, and kills the jobs still running with it, so no run outlives its operator.
 
 The digest covers the ``PYTHON*`` variables, PYTHONPATH included, and a server starts with
 its jobs' PYTHONPATH, so its jobs import from the same path and get what a fresh interpreter
@@ -255,6 +256,10 @@ def _owner_alive(pid: int) -> bool:
     return True
 
 
+# The jobs forked and not yet reaped, each the leader of its own process group (see _become_job).
+_jobs: set[int] = set()
+
+
 def serve(kind: str, socket_path: Path, owner_pid: int) -> int:
     lock = open(f"{socket_path}.lock", "w")  # noqa: SIM115 - held for the server's lifetime
     try:
@@ -292,6 +297,7 @@ def serve(kind: str, socket_path: Path, owner_pid: int) -> int:
         server.close()
         if socket_path.exists():
             socket_path.unlink(missing_ok=True)
+        _end_jobs()
 
 
 def _handle(kind: str, server: socket.socket, conn: socket.socket) -> None:
@@ -306,6 +312,7 @@ def _handle(kind: str, server: socket.socket, conn: socket.socket) -> None:
     if pid == 0:
         server.close()
         _run_job(kind, req, fds, conn)
+    _jobs.add(pid)
     for fd in fds:
         os.close(fd)
     conn.close()
@@ -319,6 +326,16 @@ def _reap() -> None:
             return
         if pid == 0:
             return
+        _jobs.discard(pid)
+
+
+def _end_jobs() -> None:
+    """The server is going because its owner is gone or told it to: the jobs still running go
+    with it, each with its process group (Ansible's workers), so no run outlives the operator."""
+    for pid in sorted(_jobs):
+        with contextlib.suppress(OSError):
+            os.killpg(pid, signal.SIGKILL)
+    _reap()
 
 
 def main(argv: list[str] | None = None) -> int:

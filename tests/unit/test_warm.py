@@ -231,3 +231,36 @@ def test_ansibles_modules_reach_the_server_without_the_shim(warm: WarmAnsible, t
     local = subprocess.run([*playbook_cmd, "-e", "ansible_connection=local"], env=env, capture_output=True, text=True,
                            timeout=120)
     assert local.returncode != 0
+
+
+OWNER_SCRIPT = """
+import os, subprocess, sys, time
+from runner import ownerrefs
+from runner.warm import WarmAnsible
+w = WarmAnsible()
+w.prestart()
+deadline = time.monotonic() + 60
+while not w.servers() and time.monotonic() < deadline:
+    time.sleep(0.1)
+job = sys.argv[1] + ".py"
+with open(job, "w") as f:
+    f.write("import os, sys, time; open(sys.argv[1], 'w').write(str(os.getpid())); time.sleep(300)")
+# A script file, in the environment the servers start with (see WarmAnsible.prestart): a server runs it.
+env = {**os.environ, "PYTHONPATH": ownerrefs.pythonpath(os.environ.get("PYTHONPATH"))}
+subprocess.Popen([str(w.python_interpreter), job, sys.argv[1]], env=env)
+time.sleep(300)
+"""
+
+
+def test_a_job_dies_with_its_operator(tmp_path: Path) -> None:
+    pid_file = tmp_path / "job.pid"
+    owner = subprocess.Popen([sys.executable, "-c", OWNER_SCRIPT, str(pid_file)], cwd=Path(__file__).parents[2])
+    try:
+        wait_for(lambda: pid_file.exists() and pid_file.read_text(), what="the job to start", timeout=60)
+        job = int(pid_file.read_text())
+        assert pid_alive(job)
+        owner.kill()  # as SIGKILL ends an operator: nothing of its own runs after it
+        owner.wait()
+        wait_for(lambda: not pid_alive(job), what="the job to end with its operator", timeout=15)
+    finally:
+        owner.kill()
