@@ -77,6 +77,11 @@ def read_request(conn: socket.socket) -> tuple[dict[str, Any], list[int]]:
 # ---------------------------------------------------------------- preloading
 
 
+# The kubernetes client and what it loads, preloaded by both servers: modules use it, and so do
+# the lookups that run in Ansible's own processes.
+CLIENT_LIBRARIES = ("kubernetes.client", "kubernetes.config", "kubernetes.dynamic", "urllib3", "yaml", "jsonpatch")
+
+
 def preload(kind: str) -> None:
     if kind == "playbook":
         # What `ansible-playbook` imports before it reads a playbook; config is read here, once.
@@ -85,7 +90,7 @@ def preload(kind: str) -> None:
                      "ansible.playbook", "ansible.template", "ansible.vars.manager"):
             importlib.import_module(name)
         # Lookups (kubernetes.core.k8s) run in Ansible's own processes: their client, once.
-        for name in ("kubernetes.client", "kubernetes.config", "kubernetes.dynamic", "urllib3", "yaml", "jsonpatch"):
+        for name in CLIENT_LIBRARIES:
             with contextlib.suppress(ImportError):
                 importlib.import_module(name)
         from ansible.plugins import loader
@@ -106,8 +111,7 @@ def preload(kind: str) -> None:
         # them here once changes nothing a module sees. Collections' own module_utils are not
         # preloaded: those still come from each payload, whatever collection version built it;
         # only their compiled code is kept, by digest of their source (`runner.codecache`).
-        for name in ("kubernetes.client", "kubernetes.config", "kubernetes.dynamic", "kubernetes.watch",
-                     "yaml", "jsonpatch", "urllib3", "requests", "json", "tempfile", "zipfile", "base64",
+        for name in (*CLIENT_LIBRARIES, "kubernetes.watch", "requests", "json", "tempfile", "zipfile", "base64",
                      "shutil", "datetime", "hashlib", "uuid", "copy", "runpy", "traceback", "types",
                      "ansible.module_utils.basic", "ansible.module_utils._internal._ansiballz._loader",
                      "ansible.module_utils.common.dict_transformations", "ansible.module_utils.common.text.converters",
