@@ -872,7 +872,7 @@ def _pod_patches(plan: Mapping[str, Any], namespace: str | None, owner: Mapping[
     for name in plan["release"]:
         patch(name)["ownerReferences"] = [{"uid": uid, "$patch": "delete"}]
         patch(name).setdefault("labels", {})[PODSET_LABEL] = None
-    for name in plan.get("label_owned", []):
+    for name in plan["label_owned"]:
         patch(name).setdefault("labels", {})[PODSET_LABEL] = podset_name
     for change in plan["relabel"]:
         patch(change["name"]).setdefault("labels", {}).update(change["labels"])
