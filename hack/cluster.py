@@ -2,7 +2,8 @@
 """A local Kubernetes control plane on 127.0.0.1: etcd, kube-apiserver,
 kube-controller-manager, kube-scheduler and kwok (fake nodes, fake pod lifecycle).
 
-    hack/cluster.py up   [--name NAME] [--nodes N]   start (or reuse) a cluster, print its kubeconfig
+    hack/cluster.py up   [--name NAME] [--nodes N] [--feature-gates GATES]
+                                                     start (or reuse) a cluster, print its kubeconfig
     hack/cluster.py down [--name NAME]               stop it and remove its data directory
     hack/cluster.py env  [--name NAME]               print `export KUBECONFIG=...` and PATH
     hack/cluster.py status [--name NAME]             say whether it runs
@@ -33,6 +34,9 @@ HACK = Path(__file__).resolve().parent
 DEFAULT_NAME = "playbook-operator"
 START_ATTEMPTS = 3
 READY_TIMEOUT = 90.0
+# Server-side sharded list and watch (KEP-5866, alpha): what `playbook-operator run --sharding`
+# uses; a cluster started with `--feature-gates ShardedListAndWatch=false` shows the fallback.
+FEATURE_GATES = "ShardedListAndWatch=true"
 
 
 def data_dir(name: str) -> Path:
@@ -152,7 +156,7 @@ class Cluster:
 
     # -- lifecycle
 
-    def up(self, nodes: int) -> None:
+    def up(self, nodes: int, feature_gates: str = FEATURE_GATES) -> None:
         missing = [b for b in ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler",
                                "kubectl", "kwok") if not (self.bin / b).exists()]
         if missing:
@@ -165,7 +169,7 @@ class Cluster:
         last: Exception | None = None
         for attempt in range(1, START_ATTEMPTS + 1):
             try:
-                self._start(nodes)
+                self._start(nodes, feature_gates)
                 return
             except ClusterError as err:
                 last = err
@@ -173,7 +177,7 @@ class Cluster:
                 self.down(quiet=True, keep_logs=attempt == START_ATTEMPTS)
         raise ClusterError(f"cluster {self.name!r} did not start: {last}")
 
-    def _start(self, nodes: int) -> None:
+    def _start(self, nodes: int, feature_gates: str) -> None:
         started = time.monotonic()
         self.dir.mkdir(parents=True, exist_ok=True)
         self.logs.mkdir(exist_ok=True)
@@ -215,6 +219,7 @@ class Cluster:
             "--audit-log-path", str(self.dir / "audit.log"), "--audit-log-format", "json",
             "--audit-log-mode", "blocking", "--audit-log-maxsize", "500",
             "--endpoint-reconciler-type", "none",
+            "--feature-gates", feature_gates,
         ])
         self._wait(self.healthy, "kube-apiserver /readyz ok", READY_TIMEOUT)
 
@@ -382,11 +387,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("command", choices=["up", "down", "env", "status", "kubeconfig"])
     parser.add_argument("--name", default=os.environ.get("CLUSTER_NAME", DEFAULT_NAME))
     parser.add_argument("--nodes", type=int, default=3)
+    parser.add_argument("--feature-gates", default=FEATURE_GATES,
+                        help=f"the apiserver's feature gates (default: {FEATURE_GATES})")
     args = parser.parse_args(argv)
     cluster = Cluster(args.name)
     try:
         if args.command == "up":
-            cluster.up(args.nodes)
+            cluster.up(args.nodes, args.feature_gates)
             print(cluster.kubeconfig)
         elif args.command == "down":
             cluster.down()

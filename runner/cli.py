@@ -98,7 +98,7 @@ class _JsonFormatter(logging.Formatter):
 
 
 def _run(config: OperatorSettings, watches: list[Watch]) -> int:
-    from runner import kube, leader, probes
+    from runner import kube, leader, probes, shards
     from runner.metrics import Metrics
     from runner.operator import run_operator
 
@@ -115,8 +115,17 @@ def _run(config: OperatorSettings, watches: list[Watch]) -> int:
         name = leader.lease_id(election.id, [(w.group, w.version, w.kind) for w in watches])
         elector = leader.LeaderElector(leader.KubeLeaseApi(timeout=election.timings.renew_deadline), name=name,
                                        namespace=election.namespace, timings=election.timings, metrics=metrics)
-    log.info("starting playbook-operator %s: %d watches, namespaces=%s, leader election=%s", __version__,
-             len(watches), ",".join(namespaces) or "<all>", elector.where if elector else "off")
+    member = None
+    if config.sharding.enabled:
+        assert election.namespace is not None  # OperatorSettings requires one with sharding
+        member = shards.ShardMember(
+            shards.KubeMemberLeaseApi(timeout=election.timings.renew_deadline),
+            operator=leader.lease_id(election.id, [(w.group, w.version, w.kind) for w in watches]),
+            member=config.sharding.member, namespace=election.namespace, busy=lambda slices: False,
+            timings=election.timings)
+    log.info("starting playbook-operator %s: %d watches, namespaces=%s, leader election=%s%s", __version__,
+             len(watches), ",".join(namespaces) or "<all>", elector.where if elector else "off",
+             f", sharding as {member.member} (Lease {member.namespace}/{member.lease})" if member else "")
 
     async def serve() -> int:
         stop = asyncio.Event()
@@ -138,8 +147,8 @@ def _run(config: OperatorSettings, watches: list[Watch]) -> int:
             return 1
         try:
             await run_operator(watches, reconciler, namespaces=namespaces, stop=stop, metrics=metrics,
-                               elector=elector, ready=watching)
-        except leader.LeadershipLost:
+                               elector=elector, ready=watching, member=member)
+        except (leader.LeadershipLost, shards.MembershipLost):
             leader.exit_now(1)  # as controller-runtime does: never run on without the lease
         finally:
             await server.stop()

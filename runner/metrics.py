@@ -20,6 +20,13 @@ The project's own, per watch (labels ``group``, ``version``, ``kind``):
 ``playbook_operator_reconcile_duration_seconds{result}``,
 ``playbook_operator_ansible_tasks_total{outcome}`` and
 ``playbook_operator_ansible_task_duration_seconds{outcome}``.
+
+With ``--sharding`` (label ``member``): ``playbook_operator_shard_objects`` (the primary objects
+this replica holds), ``playbook_operator_shard_slices{state}`` (``watched``: its own among the
+live members; ``permitted``: those it may run now), ``playbook_operator_shard_handovers_total``
+and ``playbook_operator_shard_slices_moved_total{direction}`` (each view it published, and the
+slices ``gained`` and ``let_go``), and ``playbook_operator_shard_drain_seconds`` (how long it
+waited for its runs in slices it let go).
 """
 
 from __future__ import annotations
@@ -158,6 +165,21 @@ class Metrics:
                                     "Requests the roles made through the operator's API endpoint, by verb and by "
                                     "what answered them: the watch cache or the apiserver.",
                                     ["verb", "answered_by"], registry=reg)
+        self.shard_slices = Gauge("playbook_operator_shard_slices",
+                                  "Slices of the hash space (256 in all) this sharded replica watches (its own "
+                                  "among the live members) and may run (no other member still claims them).",
+                                  ["member", "state"], registry=reg)
+        self.shard_objects = Gauge("playbook_operator_shard_objects",
+                                   "Primary objects this sharded replica holds.", ["member"], registry=reg)
+        self.shard_handovers = Counter("playbook_operator_shard_handovers_total",
+                                       "Views this sharded replica published: each is a handover of slices.",
+                                       ["member"], registry=reg)
+        self.shard_moved = Counter("playbook_operator_shard_slices_moved_total",
+                                   "Slices this sharded replica gained or let go of.", ["member", "direction"],
+                                   registry=reg)
+        self.shard_drain = Histogram("playbook_operator_shard_drain_seconds",
+                                     "How long this sharded replica waited for its runs in slices it let go.",
+                                     ["member"], buckets=RECONCILE_BUCKETS, registry=reg)
         self._queues = _QueueCollector()
         reg.register(self._queues)
         ProcessCollector(registry=reg)
@@ -201,6 +223,20 @@ class Metrics:
         """Report a watch's work queue: read through the callables at every scrape."""
         self._queues.queues[(group, version, kind)] = _Queue(version, kind, depth, in_flight, workers,
                                                              depth_by_priority)
+
+    def set_shard(self, member: str, watched: int, permitted: int) -> None:
+        self.shard_slices.labels(member=member, state="watched").set(watched)
+        self.shard_slices.labels(member=member, state="permitted").set(permitted)
+
+    def track_shard_objects(self, member: str, count: Callable[[], int]) -> None:
+        """The objects a sharded replica holds, counted at every scrape."""
+        self.shard_objects.labels(member=member).set_function(count)
+
+    def record_handover(self, member: str, gained: int, let_go: int, drained: float) -> None:
+        self.shard_handovers.labels(member=member).inc()
+        self.shard_moved.labels(member=member, direction="gained").inc(gained)
+        self.shard_moved.labels(member=member, direction="let_go").inc(let_go)
+        self.shard_drain.labels(member=member).observe(drained)
 
     def set_leader(self, lease: str, leading: bool) -> None:
         self.leader.labels(name=lease).set(1 if leading else 0)

@@ -9,6 +9,8 @@ no writes.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import logging
 import time
 from collections.abc import Callable, Mapping
@@ -17,7 +19,7 @@ from typing import Any
 
 import kopf
 
-from runner import kube
+from runner import kube, sharding
 from runner.apicache import Cache, KindKey
 from runner.apiproxy import ApiProxy, Upstream
 from runner.dependents import DependentKind, DependentWatches, OwnerKey
@@ -25,6 +27,8 @@ from runner.kube import ResourceRef
 from runner.leader import LeaderElector
 from runner.metrics import FAILED, SUCCEEDED, Metrics
 from runner.reconcile import Outcome, Reconciler, owner_id
+from runner.shards import Assignment, ShardMember
+from runner.shardwatch import SliceWatch, in_slices, server_side_sharding
 from runner.watches import Watch
 from runner.workqueue import Priority, Result, WorkQueue
 
@@ -83,6 +87,44 @@ class WatchController:
                                on_wait=self._waited if metrics is not None else None)
         self.ref: ResourceRef | None = None
         self.dependents: DependentWatches | None = None
+        # Sharded (`runner.shards`): the slices this replica watches and may run; None: all of them.
+        self.assignment: Assignment | None = None
+        self._running: dict[str, int] = {}  # key -> its slice, while a run is in flight
+        self._parked: set[str] = set()  # keys that waited for a slice this replica may not run yet
+
+    # -- sharding
+
+    def busy(self, slices: frozenset[int]) -> bool:
+        """Whether a run of an object in these slices is in flight."""
+        return any(s in slices for s in self._running.values())
+
+    def count(self) -> int:
+        return len(self.queue.known_keys())
+
+    def reassign(self, assignment: Assignment) -> None:
+        """New slices: forget the objects this replica no longer watches, and queue those that
+        waited for a slice it may run now."""
+        self.assignment = assignment
+        for key in self.queue.known_keys():
+            latest = self.queue.latest(key)
+            if latest is not None and not in_slices(latest, assignment.watched):
+                self._let_go(key, latest)
+        for key in list(self._parked):
+            latest = self.queue.latest(key)
+            if latest is None:
+                self._parked.discard(key)
+            elif in_slices(latest, assignment.permitted):
+                self._parked.discard(key)
+                self.queue.add(key, latest, Priority.LOW)
+
+    def _let_go(self, key: str, obj: Mapping[str, Any]) -> None:
+        self.queue.forget(key)
+        self.trigger.forget(key)
+        self._parked.discard(key)
+        if self.cache is not None:
+            self.cache.forget(owner_id(self.watch, obj))
+        if self.dependents is not None:
+            self.dependents.forget(self.owner_key(obj))
 
     def reconcile_owner(self, key: str) -> None:
         """A dependent changed: run again on the latest state we know, once the changes that
@@ -112,6 +154,8 @@ class WatchController:
             self.ref = ResourceRef(resource.group, resource.version, resource.kind, resource.plural,
                                    resource.namespaced)
         key = object_key(obj)
+        if self.assignment is not None and not in_slices(obj, self.assignment.watched):
+            return  # another replica's (an event that crossed a change of slices)
         if self.cache is not None:
             self.cache.event(KindKey(resource.group, resource.version, resource.plural), event.get("type"), obj)
         if event.get("type") == "DELETED":
@@ -132,6 +176,18 @@ class WatchController:
             self.queue.refresh(key, obj)
 
     async def _handle(self, key: str, obj: dict[str, Any]) -> Result:
+        assert self.ref is not None
+        if self.assignment is not None:
+            if not in_slices(obj, self.assignment.permitted):
+                self._parked.add(key)  # queued again by `reassign` once this replica may run it
+                return Result(ok=True)
+            self._running[key] = sharding.slice_of(str(obj["metadata"]["uid"]))
+        try:
+            return await self._reconcile(key, obj)
+        finally:
+            self._running.pop(key, None)
+
+    async def _reconcile(self, key: str, obj: dict[str, Any]) -> Result:
         assert self.ref is not None
         started = time.monotonic()  # what the run reads may change before its reads are known
         outcome = await self.reconciler.reconcile(self.watch, self.ref, obj)
@@ -165,16 +221,22 @@ class WatchController:
         self.metrics.record_tasks(group=w.group, version=w.version, kind=w.kind, tasks=outcome.task_results)
 
 
+def controller_for(watch: Watch, reconciler: Reconciler, metrics: Metrics | None = None,
+                   cache: Cache | None = None) -> WatchController:
+    controller = WatchController(watch, reconciler, metrics, cache)
+    if metrics is not None:
+        metrics.track_queue(group=watch.group, version=watch.version, kind=watch.kind,
+                            depth=controller.queue.depth, in_flight=controller.queue.in_flight,
+                            depth_by_priority=controller.queue.depth_by_priority,
+                            workers=watch.max_concurrent_reconciles)
+    return controller
+
+
 def register(watches: list[Watch], reconciler: Reconciler, registry: kopf.OperatorRegistry,
              metrics: Metrics | None = None, cache: Cache | None = None) -> list[WatchController]:
     controllers = []
     for watch in watches:
-        controller = WatchController(watch, reconciler, metrics, cache)
-        if metrics is not None:
-            metrics.track_queue(group=watch.group, version=watch.version, kind=watch.kind,
-                                depth=controller.queue.depth, in_flight=controller.queue.in_flight,
-                                depth_by_priority=controller.queue.depth_by_priority,
-                                workers=watch.max_concurrent_reconciles)
+        controller = controller_for(watch, reconciler, metrics, cache)
 
         async def handler(event: Mapping[str, Any], resource: Any, controller: WatchController = controller,
                           **_: Any) -> None:
@@ -234,13 +296,17 @@ GRACEFUL_SHUTDOWN = 30.0
 async def run_operator(watches: list[Watch], reconciler: Reconciler, *, namespaces: list[str],
                        stop: asyncio.Event | None = None, metrics: Metrics | None = None,
                        elector: LeaderElector | None = None, ready: asyncio.Event | None = None,
-                       grace: float = GRACEFUL_SHUTDOWN) -> None:
+                       grace: float = GRACEFUL_SHUTDOWN, member: ShardMember | None = None) -> None:
     """Watch and reconcile until `stop` is set or a signal arrives.
 
     With an `elector`, nothing is watched before the lease is ours; LeadershipLost is raised
     the moment it cannot be kept (the caller must then end the process without cleanup), and a
     graceful stop lets running reconciles finish, then releases the lease. `ready` is set once
     kopf is watching.
+
+    With a `member` (``--sharding``), the primary kinds are watched by `runner.shardwatch`, only
+    this replica's slices, and run only while `runner.shards` permits; MembershipLost is raised
+    as LeadershipLost is, and a graceful stop drains, then deletes the member's Lease.
     """
     if elector is not None and not await elector.acquire(stop):
         return  # stopped while standing by
@@ -255,8 +321,12 @@ async def run_operator(watches: list[Watch], reconciler: Reconciler, *, namespac
         await proxy.start()
         reconciler.proxy = proxy
     try:
-        await _watch_and_reconcile(watches, reconciler, namespaces=namespaces, stop=stop, metrics=metrics,
-                                   elector=elector, ready=ready, grace=grace, cache=cache, registry=registry)
+        if member is not None:
+            await _shard_and_reconcile(watches, reconciler, namespaces=namespaces, stop=stop or asyncio.Event(),
+                                       metrics=metrics, member=member, ready=ready, grace=grace, cache=cache)
+        else:
+            await _watch_and_reconcile(watches, reconciler, namespaces=namespaces, stop=stop, metrics=metrics,
+                                       elector=elector, ready=ready, grace=grace, cache=cache, registry=registry)
     finally:
         if proxy is not None:
             reconciler.proxy = None
@@ -328,3 +398,103 @@ async def _drain(controllers: list[WatchController], grace: float) -> None:
             log.warning("stopping with reconciles still running after %.0fs", grace)
             return
         await asyncio.sleep(0.1)
+
+
+# How often a sharded replica looks again for a primary kind the cluster does not serve yet.
+DISCOVERY_RETRY = 5.0
+
+
+async def _discover(reconciler: Reconciler, watch: Watch, stop: asyncio.Event) -> ResourceRef | None:
+    """The watch's kind through discovery, once the cluster serves it (None if stopped first)."""
+    told = False
+    while not stop.is_set():
+        try:
+            return await asyncio.to_thread(reconciler.kube.plural_for, watch.group, watch.version, watch.kind)
+        except Exception as err:
+            if not told:
+                log.warning("sharding: cannot watch %s yet (%s); looking again every %.0fs", watch.kind, err,
+                            DISCOVERY_RETRY)
+                told = True
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), DISCOVERY_RETRY)
+    return None
+
+
+async def _shard_and_reconcile(watches: list[Watch], reconciler: Reconciler, *, namespaces: list[str],
+                               stop: asyncio.Event, metrics: Metrics | None, member: ShardMember,
+                               ready: asyncio.Event | None, grace: float, cache: Cache | None) -> None:
+    controllers = [controller_for(watch, reconciler, metrics, cache) for watch in watches]
+    dependents = DependentWatches(asyncio.get_running_loop(), _owner_router(controllers), namespaces=namespaces,
+                                  cache=cache)
+    for c in controllers:
+        c.dependents = dependents  # unsharded: a dependent's change reaches its owner's shard alone
+        c.assignment = Assignment()
+        c.queue.start()
+    upstream = Upstream.from_client()
+    scopes = namespaces or [""]
+    watchers: list[SliceWatch] = []
+    server_side: bool | None = None
+    for c in controllers:
+        ref = await _discover(reconciler, c.watch, stop)
+        if ref is None:
+            return
+        c.ref = ref
+        while server_side is None:
+            try:
+                server_side = await server_side_sharding(upstream, ref, scopes[0])
+            except Exception as err:
+                log.warning("sharding: could not ask the apiserver whether it shards lists (%s); asking again in "
+                            "%.0fs", err, DISCOVERY_RETRY)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), DISCOVERY_RETRY)
+                if stop.is_set():
+                    return
+                continue
+            log.info("sharding: %s", "the apiserver filters by shard (sharded list and watch)" if server_side else
+                     "the apiserver does not offer sharded list and watch: every object is received and "
+                     "filtered by the same hash here")
+        for scope in scopes:
+            watchers.append(SliceWatch(upstream, ref, scope, functools.partial(c.on_event, resource=ref),
+                                       server_side=bool(server_side)))
+
+    def changed(assignment: Assignment) -> None:
+        for c in controllers:
+            c.reassign(assignment)
+        for w in watchers:
+            w.retarget(assignment.watched)
+        if metrics is not None:
+            metrics.set_shard(member.member, len(assignment.watched), len(assignment.permitted))
+
+    member.busy = lambda slices: any(c.busy(slices) for c in controllers)
+    member.count = lambda: sum(c.count() for c in controllers)
+    member.on_change = changed
+    if metrics is not None:
+        metrics.track_shard_objects(member.member, member.count)
+        member.record_handover = functools.partial(metrics.record_handover, member.member)
+    tasks = [asyncio.create_task(w.run(), name=f"shard-watch-{w.where}") for w in watchers]
+    membership = asyncio.create_task(member.run(stop), name="shard-membership")
+    if ready is not None:
+        tasks.append(asyncio.create_task(_ready_when_listed(member, watchers, ready), name="shard-ready"))
+    stopping = asyncio.create_task(stop.wait())
+    lost = False
+    try:
+        await asyncio.wait([membership, stopping], return_when=asyncio.FIRST_COMPLETED)
+        if membership.done():
+            lost = membership.exception() is not None
+            membership.result()  # raises MembershipLost
+    finally:
+        for task in (*tasks, stopping, membership):
+            task.cancel()
+        await asyncio.gather(*tasks, stopping, membership, return_exceptions=True)
+        dependents.stop()
+        if not lost:  # once the Lease is lost nothing may wait: the caller ends the process
+            await member.leave(grace)
+            for c in controllers:
+                await c.queue.stop()
+
+
+async def _ready_when_listed(member: ShardMember, watchers: list[SliceWatch], ready: asyncio.Event) -> None:
+    """Ready once the member has published a view and every watch has listed its slices."""
+    while member.published is None or not all(w.listed.is_set() for w in watchers):
+        await asyncio.sleep(0.1)
+    ready.set()

@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import socket
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -173,6 +174,28 @@ class LeaderElection:
 
 
 @dataclass(frozen=True)
+class Sharding:
+    """Whether this replica is one of several that split the objects (`runner.shards`)."""
+
+    enabled: bool = False
+    """``--sharding``: every replica holds a Lease of its own, and each reconciles only its slice
+    of the objects; the Leases' namespace, name prefix and timings are leader election's."""
+    member: str = ""
+    """``--sharding-member``: this replica's name among the members, in its Lease's name; the
+    host name (a pod's name) by default, so a restarted container takes its own Lease back."""
+
+
+def member_name(text: str) -> str:
+    """A member name as a Lease name may end: lower case, letters, digits, '-' and '.', at most 63."""
+    name = text.strip().lower()
+    if not name or len(name) > 63 or not all(c.isalnum() or c in "-." for c in name) \
+            or not name[0].isalnum() or not name[-1].isalnum():
+        raise ValueError(f"--sharding-member {text!r}: use lower-case letters, digits, '-' and '.', at most 63, "
+                         "starting and ending with a letter or digit")
+    return name
+
+
+@dataclass(frozen=True)
 class Watching:
     """What is watched, and what a watches.yaml entry leaves unset."""
 
@@ -245,6 +268,7 @@ class OperatorSettings:
     watching: Watching = field(default_factory=Watching)
     ansible: AnsibleSettings = field(default_factory=AnsibleSettings)
     leader_election: LeaderElection = field(default_factory=LeaderElection)
+    sharding: Sharding = field(default_factory=Sharding)
     serving: Serving = field(default_factory=Serving)
     logging: Logging = field(default_factory=Logging)
     commit: str = ""
@@ -288,12 +312,18 @@ class OperatorSettings:
         timings = Timings(args.leader_elect_lease_duration, args.leader_elect_renew_deadline,
                           args.leader_elect_retry_period)
         namespace = args.leader_election_namespace or default_lease_namespace(environment)
-        if args.leader_elect and not namespace:
-            raise ValueError("--leader-election-namespace is required with --leader-elect outside a cluster")
+        if args.leader_elect and args.sharding:
+            raise ValueError("--leader-elect and --sharding exclude each other: with --leader-elect one replica "
+                             "reconciles everything, with --sharding every replica reconciles its share")
+        if (args.leader_elect or args.sharding) and not namespace:
+            flag = "--leader-elect" if args.leader_elect else "--sharding"
+            raise ValueError(f"--leader-election-namespace is required with {flag} outside a cluster")
         election = LeaderElection(enabled=args.leader_elect,
                                   id=args.leader_election_id or environment.get(OPERATOR_NAME_ENV) or "",
                                   namespace=namespace, timings=timings)
-        return cls(watching=watching, ansible=ansible, leader_election=election, serving=serving,
+        sharding = Sharding(enabled=args.sharding, member=member_name(args.sharding_member or socket.gethostname())
+                            if args.sharding else "")
+        return cls(watching=watching, ansible=ansible, leader_election=election, sharding=sharding, serving=serving,
                    logging=Logging(format=args.log_format, level=args.log_level), commit=commit,
                    environment=environment)
 
@@ -382,9 +412,15 @@ RUN_FLAGS: tuple[Flag, ...] = (
          HEALTH_PROBE_BIND_ADDRESS, options={"metavar": "ADDRESS"}),
     Flag("--leader-elect", "run as one replica of several: only the holder of a Lease watches and reconciles",
          False, options={"action": "store_true"}),
-    Flag("--leader-election-id", "name of the Lease", None,
+    Flag("--sharding", "run as one of several replicas that split the objects between them: each holds a "
+         "Lease of its own and reconciles only its share", False, options={"action": "store_true"}),
+    Flag("--sharding-member", "this replica's name among the sharded members (in its Lease's name)", None,
+         shown="the host name: a pod's own name", options={"metavar": "NAME"}),
+    Flag("--leader-election-id", "name of the Lease (with --sharding: the prefix of the members' Leases, and "
+         "the operator's name on them)", None,
          shown="<hash of the watched kinds>-playbook-operator", env=OPERATOR_NAME_ENV, options={"metavar": "ID"}),
-    Flag("--leader-election-namespace", "namespace of the Lease; required outside a cluster", None,
+    Flag("--leader-election-namespace", "namespace of the Lease (or the members' Leases); required outside a "
+         "cluster", None,
          shown="the pod's own, from its service account", env=POD_NAMESPACE_ENV, options={"metavar": "NAMESPACE"}),
     Flag("--leader-elect-lease-duration", "how long a standby waits before taking a lease that was not renewed",
          LEASE_DURATION, shown=_duration_text(LEASE_DURATION), type=parse_duration,

@@ -158,6 +158,10 @@ class WorkQueue:
         if not st.running and not st.queued:
             del self._keys[key]
 
+    def known_keys(self) -> list[str]:
+        """Every key this queue knows (waiting, running, waiting for a timer or done with)."""
+        return [key for key, st in self._keys.items() if not st.forgotten]
+
     def depth(self, priority: Priority | None = None) -> int:
         """Keys waiting to run (at `priority`, or at any)."""
         if priority is not None:
