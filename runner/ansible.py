@@ -9,6 +9,7 @@ runs against localhost with the runner's own interpreter, and comes back as a
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import shlex
@@ -58,6 +59,8 @@ class RunRequest:
     # None runs the real ones.
     playbook_binary: Path | None = None
     interpreter: Path | None = None
+    # Seconds the run may take before ansible-runner ends it (status "timeout"); 0: no limit.
+    timeout: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -242,6 +245,8 @@ def run(request: RunRequest, on_task: TaskCallback | None = None) -> RunResult:
             quiet=True,
             event_handler=handle,
             suppress_env_files=True,
+            # ansible-runner counts whole seconds; never end a run before its time.
+            timeout=math.ceil(request.timeout) if request.timeout > 0 else None,
         )
     finally:
         extravars_file.unlink(missing_ok=True)
@@ -249,7 +254,10 @@ def run(request: RunRequest, on_task: TaskCallback | None = None) -> RunResult:
     scrubber.scrub_run(Path(r.config.artifact_dir))
     failed = [replace(f, message=scrubber.mask_text(f.message)[0]) for f in failed]
     scrubber.scrub(task_results)
-    if not failed and r.status != "successful":
+    if r.status == "timeout":
+        failed.append(FailedTask(task="", message=f"the run did not end within {_seconds(request.timeout)} "
+                                                  "(runTimeout) and was ended"))
+    elif not failed and r.status != "successful":
         # Ansible stopped before any task failed (a syntax error, a missing role): say why.
         reason = _error_from_stdout(Path(r.config.artifact_dir) / "stdout")
         if reason:
@@ -271,6 +279,10 @@ def run(request: RunRequest, on_task: TaskCallback | None = None) -> RunResult:
 
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def _seconds(value: float) -> str:
+    return f"{value:g}s"
 
 
 def _error_from_stdout(stdout: Path) -> str:

@@ -272,8 +272,10 @@ def _owner_alive(pid: int) -> bool:
     return True
 
 
-# The jobs forked and not yet reaped, each the leader of its own process group (see _become_job).
+# The jobs forked and not yet reaped, each the leader of its own process group (see _become_job),
+# and the server's ends of their callers' connections.
 _jobs: set[int] = set()
+_callers: set[socket.socket] = set()
 
 
 def serve(kind: str, socket_path: Path, owner_pid: int) -> int:
@@ -309,8 +311,13 @@ def serve(kind: str, socket_path: Path, owner_pid: int) -> int:
             for key, _ in selector.select(timeout=1.0):
                 if key.fileobj == owner:
                     return 0  # the operator is gone: so are its runs (finally, below)
-                conn, _ = server.accept()
-                _handle(kind, server, conn)
+                if key.fileobj is server:
+                    conn, _ = server.accept()
+                    pid = _handle(kind, server, conn)
+                    if pid is not None:
+                        selector.register(conn, selectors.EVENT_READ, pid)
+                    continue
+                _caller_gone(selector, key.fileobj, key.data)  # type: ignore[arg-type]
             _reap()
             if time.monotonic() - last_check > 1.0:
                 last_check = time.monotonic()
@@ -323,22 +330,40 @@ def serve(kind: str, socket_path: Path, owner_pid: int) -> int:
         _end_jobs()
 
 
-def _handle(kind: str, server: socket.socket, conn: socket.socket) -> None:
+def _handle(kind: str, server: socket.socket, conn: socket.socket) -> int | None:
+    """Fork a job for a request; its pid. The server keeps its end of the connection: the caller
+    closing it (the job done, or the caller killed) is how the server learns it is gone."""
     try:
         conn.settimeout(10)
         req, fds = read_request(conn)
         conn.settimeout(None)
     except (OSError, ValueError, ConnectionError):
         conn.close()
-        return
+        return None
     pid = os.fork()
     if pid == 0:
         server.close()
+        for other in _callers:  # or a job would keep another's caller connected after it left
+            other.close()
         _run_job(kind, req, fds, conn)
     _jobs.add(pid)
+    _callers.add(conn)
     for fd in fds:
         os.close(fd)
+    return pid
+
+
+def _caller_gone(selector: selectors.BaseSelector, conn: socket.socket, pid: int) -> None:
+    """The caller of job `pid` closed its connection: the job has answered, or the caller died (a
+    run timed out or cancelled, which ansible-runner ends with SIGKILL, so no signal is passed
+    on). A job still running then goes, with its process group, as it would have with the caller."""
+    selector.unregister(conn)
+    _callers.discard(conn)
     conn.close()
+    _reap()
+    if pid in _jobs:
+        with contextlib.suppress(OSError):
+            os.killpg(pid, signal.SIGKILL)
 
 
 def _reap() -> None:

@@ -131,6 +131,7 @@ def build_run_request(settings: AnsibleSettings, warm: WarmAnsible | None, watch
         env=run_env(settings, obj, private_dir / DEPENDENTS_FILE),
         playbook_binary=warm.playbook_binary if warm else None,
         interpreter=warm.python_interpreter if warm else None,
+        timeout=watch.run_timeout,
     )
     return request, overrides
 

@@ -204,7 +204,7 @@ class Watching:
     namespaces: tuple[str, ...] = ()
     """``$WATCH_NAMESPACE``, comma-separated: the only namespaces watched; empty for all of them."""
     defaults: WatchDefaults = field(default_factory=WatchDefaults)
-    """``--max-concurrent-reconciles``, ``--ansible-verbosity``, ``--reconcile-period``: the
+    """``--max-concurrent-reconciles``, ``--ansible-verbosity``, ``--reconcile-period``, ``--run-timeout``: the
     operator-wide values of what an entry leaves unset (``runner.watches``, which also applies the
     per-kind ``MAX_CONCURRENT_RECONCILES_<KIND>_<GROUP>`` and ``ANSIBLE_VERBOSITY_<KIND>_<GROUP>``
     from :attr:`OperatorSettings.environment`)."""
@@ -293,6 +293,7 @@ class OperatorSettings:
                 max_concurrent_reconciles=1 if reconcile else args.max_concurrent_reconciles,
                 ansible_verbosity=args.ansible_verbosity,
                 reconcile_period=None if reconcile else args.reconcile_period,
+                run_timeout=None if reconcile else args.run_timeout,
             ),
         )
         kubeconfig = environment.get(KUBECONFIG_ENV, "")
@@ -383,6 +384,8 @@ RUN_FLAGS: tuple[Flag, ...] = (
     WATCHES_FILE_FLAG,
     Flag("--reconcile-period", "reconcile period of watches that set none", None,
          shown=_duration_text(DEFAULT_RECONCILE_PERIOD), options={"metavar": "DURATION"}),
+    Flag("--run-timeout", "how long a run of a watch that sets no runTimeout may take before it is ended, "
+         "reported as a failure and retried", None, shown="none, as in the SDK", options={"metavar": "DURATION"}),
     Flag("--max-concurrent-reconciles", "concurrent reconciles of a watch that sets none",
          _WATCH_DEFAULTS.max_concurrent_reconciles, shown=f"the number of CPUs, here "
          f"{_WATCH_DEFAULTS.max_concurrent_reconciles}",

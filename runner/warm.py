@@ -12,6 +12,7 @@ the real program, so a job never depends on a server being there.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import hashlib
 import json
 import os
@@ -207,10 +208,33 @@ def python_signature(env: Mapping[str, str]) -> str:
     return hashlib.sha256(json.dumps(sig).encode()).hexdigest()[:16]
 
 
+_PR_SET_PDEATHSIG = 1
+_dies_with_parent = False
+
+
+def die_with_parent() -> None:
+    """Have the kernel SIGKILL this process when its parent ends. Ansible's workers start
+    sessions of their own, so a run ended by SIGKILL to its process group (a timeout) leaves them
+    behind, each holding a module job in the python server; a worker that dies with the run
+    closes its connection, and the server ends the job (`forkserver._caller_gone`)."""
+    global _dies_with_parent
+    if _dies_with_parent:
+        return
+    _dies_with_parent = True
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    except (OSError, AttributeError):
+        return  # not Linux: the server's look at its owner remains
+    if os.getppid() == 1:  # the parent went before the call
+        os._exit(1)
+
+
 def run_python_job(server: Path, env: Mapping[str, str], cwd: str, stdin: bytes) -> tuple[int, bytes, bytes] | None:
     """Run a module payload in a child of the warm python server, as the shim would, and return
     its exit code, stdout and stderr; None when the server does not answer (the caller then
     takes the shim's path, which starts one)."""
+    die_with_parent()
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         sock.connect(str(server))

@@ -23,6 +23,7 @@ markUnsafe                      false                        ``mark_unsafe``
 watchAnnotationsChanges         false                        ``watch_annotations_changes``
 maxConcurrentReconciles (ext.)  operator-wide default        ``max_concurrent_reconciles``
 ansibleVerbosity (ext.)         operator-wide default (2)    ``ansible_verbosity``
+runTimeout (ext.)               operator-wide (none)         ``run_timeout`` (seconds, 0: none)
 ==============================  ===========================  ==================================
 
 Behaviour shared with the SDK:
@@ -34,6 +35,9 @@ Behaviour shared with the SDK:
   or setting it to zero means "use the operator-wide period" (``--reconcile-period``,
   10h unless set).
 * ``maxRunnerArtifacts: 0`` means the default, 20.
+* ``runTimeout`` (ours) is a Go duration too: a run still going after it is ended and reported as
+  a failure, then retried with backoff. As in the SDK, runs have no time limit by default
+  (``--run-timeout``); zero means the operator-wide value.
 * Per-kind environment overrides: ``MAX_CONCURRENT_RECONCILES_<KIND>_<GROUP>`` (or the
   older ``WORKER_<KIND>_<GROUP>``) and ``ANSIBLE_VERBOSITY_<KIND>_<GROUP>``, where
   ``<KIND>_<GROUP>`` is upper-cased with dots replaced by underscores (see
@@ -175,6 +179,7 @@ class Watch:
     watch_annotations_changes: bool = False
     max_concurrent_reconciles: int = field(default_factory=_cpu_count)
     ansible_verbosity: int = DEFAULT_ANSIBLE_VERBOSITY
+    run_timeout: float = 0.0  # seconds a run may take before it is ended; 0: no limit
 
     def __post_init__(self) -> None:
         if (self.role is None) == (self.playbook is None):
@@ -215,12 +220,14 @@ class WatchDefaults:
     """Operator-wide defaults (from the command line) for what an entry leaves unset; read with
     the other settings into ``OperatorSettings.watching.defaults``.
 
-    ``reconcile_period`` is seconds or a Go duration string; ``None`` means 10h.
+    ``reconcile_period`` and ``run_timeout`` are seconds or Go duration strings; ``None`` means
+    10h for the first and no limit for the second.
     """
 
     max_concurrent_reconciles: int = field(default_factory=_cpu_count)
     ansible_verbosity: int = DEFAULT_ANSIBLE_VERBOSITY
     reconcile_period: float | str | None = None
+    run_timeout: float | str | None = None
 
     def __post_init__(self) -> None:
         if not _is_int(self.max_concurrent_reconciles) or self.max_concurrent_reconciles < 1:
@@ -230,25 +237,32 @@ class WatchDefaults:
             raise WatchesError(f"must be an integer from 0 to {MAX_ANSIBLE_VERBOSITY}, "
                                f"got {self.ansible_verbosity!r}", source="default ansible verbosity")
         self.reconcile_period_seconds()  # fail now rather than at load time
+        self.run_timeout_seconds()
 
     def reconcile_period_seconds(self) -> float:
         """The default reconcile period in seconds."""
-        period = self.reconcile_period
-        if period is None:
-            return DEFAULT_RECONCILE_PERIOD
-        if isinstance(period, str):
-            try:
-                seconds = parse_duration(period)
-            except ValueError as err:
-                raise WatchesError(str(err), source="default reconcile period") from None
-        elif isinstance(period, int | float) and not isinstance(period, bool):
-            seconds = float(period)
-        else:
-            raise WatchesError(f"must be seconds or a duration string, got {period!r}",
-                               source="default reconcile period")
-        if seconds < 0:
-            raise WatchesError(f"must not be negative, got {period!r}", source="default reconcile period")
-        return seconds
+        return _default_seconds(self.reconcile_period, DEFAULT_RECONCILE_PERIOD, "default reconcile period")
+
+    def run_timeout_seconds(self) -> float:
+        """The default run timeout in seconds; 0 for none."""
+        return _default_seconds(self.run_timeout, 0.0, "default run timeout")
+
+
+def _default_seconds(value: float | str | None, default: float, source: str) -> float:
+    if value is None:
+        return default
+    if isinstance(value, str):
+        try:
+            seconds = parse_duration(value)
+        except ValueError as err:
+            raise WatchesError(str(err), source=source) from None
+    elif isinstance(value, int | float) and not isinstance(value, bool):
+        seconds = float(value)
+    else:
+        raise WatchesError(f"must be seconds or a duration string, got {value!r}", source=source)
+    if seconds < 0:
+        raise WatchesError(f"must not be negative, got {value!r}", source=source)
+    return seconds
 
 
 # --- Go-compatible scalars ---------------------------------------------------------------------------
@@ -419,7 +433,7 @@ _WATCH_KEYS = (
     "group", "version", "kind", "role", "playbook", "vars", "reconcilePeriod", "manageStatus",
     "watchDependentResources", "watchClusterScopedResources", "maxRunnerArtifacts", "finalizer",
     "blacklist", "selector", "snakeCaseParameters", "markUnsafe", "watchAnnotationsChanges",
-    "maxConcurrentReconciles", "ansibleVerbosity",
+    "maxConcurrentReconciles", "ansibleVerbosity", "runTimeout",
 )
 _FINALIZER_KEYS = ("name", "role", "playbook", "vars")
 _GVK_KEYS = ("group", "version", "kind")
@@ -542,20 +556,20 @@ def _read_target(entry: _Entry, raw: Mapping[str, Any], where: str, *, base_dir:
     return None, None
 
 
-def _read_reconcile_period(entry: _Entry, default: float) -> float:
-    value = entry.raw.get("reconcilePeriod")
+def _read_duration(entry: _Entry, key: str, default: float) -> float:
+    """reconcilePeriod, runTimeout: a Go duration string."""
+    value = entry.raw.get(key)
     if value is None:
         return default
     if not isinstance(value, str):
-        entry.fail("reconcilePeriod", f'must be a duration string such as "30s" or "1h30m", '
-                                      f"got {_type_name(value)} ({value!r})")
+        entry.fail(key, f'must be a duration string such as "30s" or "1h30m", got {_type_name(value)} ({value!r})')
     try:
         seconds = parse_duration(value)
     except ValueError:
-        entry.fail("reconcilePeriod", f'invalid duration "{value}" (use e.g. "30s", "5m", "1h30m")')
+        entry.fail(key, f'invalid duration "{value}" (use e.g. "30s", "5m", "1h30m")')
     if seconds < 0:
-        entry.fail("reconcilePeriod", f'must not be negative, got "{value}"')
-    # Zero is how the SDK spells "not set": the operator-wide period applies.
+        entry.fail(key, f'must not be negative, got "{value}"')
+    # Zero is how the SDK spells "not set": the operator-wide value applies.
     return seconds or default
 
 
@@ -642,7 +656,7 @@ def _read_watch(entry: _Entry, *, base_dir: Path, env: Mapping[str, str], defaul
         role=role,
         playbook=playbook,
         vars=entry.mapping(entry.raw.get("vars"), "vars"),
-        reconcile_period=_read_reconcile_period(entry, default_period),
+        reconcile_period=_read_duration(entry, "reconcilePeriod", default_period),
         manage_status=entry.boolean("manageStatus", True),
         watch_dependent_resources=entry.boolean("watchDependentResources", True),
         watch_cluster_scoped_resources=entry.boolean("watchClusterScopedResources", False),
@@ -657,6 +671,7 @@ def _read_watch(entry: _Entry, *, base_dir: Path, env: Mapping[str, str], defaul
         max_concurrent_reconciles=_max_concurrent_reconciles(entry, suffix, env,
                                                              defaults.max_concurrent_reconciles),
         ansible_verbosity=_ansible_verbosity(entry, suffix, env, defaults.ansible_verbosity),
+        run_timeout=_read_duration(entry, "runTimeout", defaults.run_timeout_seconds()),
     )
 
 

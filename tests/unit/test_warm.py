@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import shlex
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -247,7 +248,8 @@ with open(job, "w") as f:
     f.write("import os, sys, time; open(sys.argv[1], 'w').write(str(os.getpid())); time.sleep(300)")
 # A script file, in the environment the servers start with (see WarmAnsible.prestart): a server runs it.
 env = {**os.environ, "PYTHONPATH": ownerrefs.pythonpath(os.environ.get("PYTHONPATH"))}
-subprocess.Popen([str(w.python_interpreter), job, sys.argv[1]], env=env)
+shim = subprocess.Popen([str(w.python_interpreter), job, sys.argv[1]], env=env)
+open(sys.argv[1] + ".shim", "w").write(str(shim.pid))
 time.sleep(300)
 """
 
@@ -264,3 +266,46 @@ def test_a_job_dies_with_its_operator(tmp_path: Path) -> None:
         wait_for(lambda: not pid_alive(job), what="the job to end with its operator", timeout=15)
     finally:
         owner.kill()
+
+
+def test_a_job_dies_with_its_caller(tmp_path: Path) -> None:
+    pid_file = tmp_path / "job.pid"
+    owner = subprocess.Popen([sys.executable, "-c", OWNER_SCRIPT, str(pid_file)], cwd=Path(__file__).parents[2])
+    try:
+        wait_for(lambda: pid_file.exists() and pid_file.read_text(), what="the job to start", timeout=60)
+        job = int(pid_file.read_text())
+        shim = int(Path(f"{pid_file}.shim").read_text())
+        # ansible-runner ends a run that timed out, or was cancelled, with SIGKILL to the shim's
+        # group: no signal reaches the job, and the operator lives on.
+        os.kill(shim, signal.SIGKILL)
+        wait_for(lambda: not pid_alive(job), what="the job to end with its caller", timeout=15)
+        assert owner.poll() is None
+    finally:
+        owner.kill()
+
+
+def test_a_run_that_outlasts_its_timeout_is_ended_with_its_tasks(warm: WarmAnsible, tmp_path: Path) -> None:
+    pid_file = tmp_path / "task.pid"
+    playbook = tmp_path / "play.yml"
+    playbook.write_text(f"""
+- hosts: localhost
+  gather_facts: false
+  tasks:
+    - name: Hang
+      ansible.builtin.shell: echo $$ > {pid_file}; exec sleep 300
+      when: hang | bool
+""")
+
+    def run_play(hang: bool, timeout: float) -> ansible.RunResult:
+        return ansible.run(ansible.RunRequest(
+            target=ansible.Target(playbook=playbook), extravars={"hang": hang}, private_data_dir=tmp_path / "run",
+            playbook_binary=warm.playbook_binary, interpreter=warm.python_interpreter, timeout=timeout))
+
+    warm.prestart()
+    assert run_play(False, 0).successful  # the first run starts the playbook server
+    wait_for(lambda: len(warm.servers()) == 2, what="both warm servers", timeout=60)
+    result = run_play(True, 3)
+    assert result.status == "timeout" and not result.successful
+    assert [f.message for f in result.failed_tasks] == ["the run did not end within 3s (runTimeout) and was ended"]
+    task = int(pid_file.read_text())
+    wait_for(lambda: not pid_alive(task), what="the hanging task to end with its run", timeout=15)
