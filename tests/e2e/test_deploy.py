@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
+import yaml
 
 from tests.e2e.servicebindings import wait_ready
 from tests.support import ROOT, Cluster, StartOperator, example_manifest, service_account_cluster, wait_for
@@ -21,6 +22,13 @@ def test_manifests_pass_server_side_validation(cluster: Cluster, crds: None) -> 
                      "clusterrole.rbac.authorization.k8s.io/playbook-operator",
                      "deployment.apps/playbook-operator"):
         assert expected in out, out
+    # The sharded variant: the same objects, its Deployment's replicas split the work.
+    sharded = cluster.kubectl("apply", "--dry-run=server", "-k", str(ROOT / "deploy" / "sharded")).stdout
+    assert "deployment.apps/playbook-operator" in sharded, sharded
+    rendered = [doc for doc in yaml.safe_load_all(cluster.kubectl("kustomize", str(ROOT / "deploy" / "sharded")).stdout)
+                if doc and doc["kind"] == "Deployment"]
+    args = rendered[0]["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert "--sharding" in args and "--leader-elect" not in args and rendered[0]["spec"]["replicas"] == 3
     samples = cluster.kubectl("apply", "--dry-run=server", "-n", "default", "-f",
                               str(ROOT / "deploy" / "samples")).stdout
     assert "example.examples.playbook-operator.io/hello" in samples

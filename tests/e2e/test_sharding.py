@@ -18,7 +18,16 @@ from pathlib import Path
 import pytest
 
 from runner import sharding
-from tests.support import Cluster, OperatorProcess, StartOperator, conditions_of, example_manifest, wait_for
+from tests.e2e.test_namespaced import ACCOUNT, audit_offset, namespaced_rbac
+from tests.support import (
+    Cluster,
+    OperatorProcess,
+    StartOperator,
+    conditions_of,
+    example_manifest,
+    service_account_cluster,
+    wait_for,
+)
 
 # Short, consistent leases: a dead replica's slices are taken over in seconds.
 FAST_LEASE = ["--leader-elect-lease-duration", "4s", "--leader-elect-renew-deadline", "3s",
@@ -111,21 +120,10 @@ def converged(cluster: Cluster, namespace: str) -> bool:
         and conditions_of(obj).get("Successful", {}).get("status") == "True" for obj in items)
 
 
-def members(cluster: Cluster, namespace: str) -> dict[str, frozenset[str] | None]:
-    """Each member Lease's member and the view it published."""
-    found = {}
-    for lease in cluster.list("leases", namespace, "sharding.playbook-operator.io/operator=probe"):
-        annotations = lease["metadata"].get("annotations") or {}
-        view = annotations.get("sharding.playbook-operator.io/view")
-        found[annotations["sharding.playbook-operator.io/member"]] = \
-            None if view is None else frozenset(v for v in view.split(",") if v)
-    return found
-
-
 def agreed(cluster: Cluster, namespace: str, expected: set[str]) -> bool:
     """Whether each of `expected` acts under the view `expected` (a dead member's Lease stays
     behind with its last view, until it is taken over again under its name)."""
-    found = members(cluster, namespace)
+    found = members_of(cluster, namespace, "probe")
     return all(found.get(member) == expected for member in expected)
 
 
@@ -188,3 +186,94 @@ def test_replicas_never_run_one_object_at_once(cluster: Cluster, namespace: str,
     for obj, intervals in spans.items():
         last = max(intervals)[2].split(".")[0]
         assert last == owners[sharding.slice_of(uids[obj])], f"{obj} last run by {last}"
+
+
+def reconciles(op: OperatorProcess, namespace: str, name: str) -> int:
+    return op.log().count(f"reconciled Example {namespace}/{name} ")
+
+
+def test_sharded_replicas_as_the_namespaced_account(cluster: Cluster, crds: None, namespace: str,
+                                                    tmp_path: Path) -> None:
+    """Two replicas with the shipped namespaced RBAC: each object is reconciled by its owner
+    alone, a dependent's change reaches the owner's replica, the primary kind is listed and
+    watched with a shard selector, and a replica that leaves deletes its Lease."""
+    docs, cluster_scoped = namespaced_rbac(namespace)
+    cluster.kubectl("create", "serviceaccount", ACCOUNT, "-n", namespace)
+    cluster.kubectl("apply", "-n", namespace, "-f", "-",
+                    input=json.dumps({"apiVersion": "v1", "kind": "List", "items": docs}))
+    as_operator = service_account_cluster(cluster, ACCOUNT, namespace, tmp_path / "sa.kubeconfig")
+    offset = audit_offset(cluster)
+    ops = {member: OperatorProcess(as_operator, workdir=tmp_path / member, namespaces=[namespace],
+                                   args=["--sharding", "--sharding-member", member, "--leader-election-namespace",
+                                         namespace, "--leader-election-id", "sharded", *FAST_LEASE])
+           for member in ("s1", "s2")}
+    try:
+        for op in ops.values():
+            op.start()
+        # Both first (one alone would take everything, then hand half over).
+        wait_for(lambda: members_of(cluster, namespace, "sharded") == {"s1": {"s1", "s2"}, "s2": {"s1", "s2"}},
+                 what="both members agreeing", timeout=60)
+        names = [f"shared{i}" for i in range(8)]
+        cluster.apply(json.dumps({"apiVersion": "v1", "kind": "List",
+                                  "items": [json.loads(example_manifest(n, {"k": n})) for n in names]}), namespace)
+        wait_for(lambda: all(cluster.get("configmap", f"{n}-example", namespace) for n in names),
+                 what="every Example's ConfigMap", timeout=120)
+        uids = {o["metadata"]["name"]: o["metadata"]["uid"] for o in cluster.list("examples", namespace)}
+        owners = sharding.assign({"s1", "s2"})
+        owner = {n: owners[sharding.slice_of(uids[n])] for n in names}
+        for n in names:
+            other = "s2" if owner[n] == "s1" else "s1"
+            assert reconciles(ops[owner[n]], namespace, n) >= 1 and reconciles(ops[other], namespace, n) == 0, n
+
+        # A dependent's change reaches the owner's replica, and only it.
+        name = names[0]
+        before = {m: reconciles(op, namespace, name) for m, op in ops.items()}
+        cluster.kubectl("delete", "configmap", f"{name}-example", "-n", namespace)
+        wait_for(lambda: cluster.get("configmap", f"{name}-example", namespace), what="the ConfigMap made again",
+                 timeout=60)
+        assert reconciles(ops[owner[name]], namespace, name) > before[owner[name]]
+        other = "s2" if owner[name] == "s1" else "s1"
+        assert reconciles(ops[other], namespace, name) == before[other]
+
+        # A graceful stop deletes the Lease: the other replica takes every object over at once.
+        ops["s1"].stop()
+        wait_for(lambda: members_of(cluster, namespace, "sharded") == {"s2": {"s2"}}, what="s1's Lease gone",
+                 timeout=30)
+        moved = next(n for n in names if owner[n] == "s1")
+        cluster.apply(example_manifest(moved, {"k": "changed"}), namespace)
+        wait_for(lambda: (cluster.get("configmap", f"{moved}-example", namespace) or {}).get("data")
+                 == {"k": "changed"}, what="s1's object reconciled by s2", timeout=60)
+
+        for op in ops.values():
+            assert "forbidden" not in op.log().lower(), op.log()[-3000:]
+        ops["s2"].assert_alive()
+        # The custom resources were listed and watched with a shard selector, and nothing refused.
+        user = f"system:serviceaccount:{namespace}:{ACCOUNT}"
+        sharded_reads, refused = 0, []
+        assert cluster.audit_log is not None
+        with cluster.audit_log.open() as f:
+            f.seek(offset)
+            for line in f:
+                event = json.loads(line)
+                if event.get("user", {}).get("username") != user or event.get("stage") != "ResponseComplete":
+                    continue
+                if (event.get("responseStatus") or {}).get("code") == 403:
+                    refused.append(event.get("requestURI"))
+                if (event.get("objectRef") or {}).get("resource") == "examples" and event["verb"] in ("list", "watch"):
+                    assert "shardSelector=" in event["requestURI"], event["requestURI"]
+                    sharded_reads += 1
+        assert refused == [] and sharded_reads >= 4
+    finally:
+        for op in ops.values():
+            op.stop()
+        cluster.kubectl("delete", "--ignore-not-found", *cluster_scoped, check=False)
+
+
+def members_of(cluster: Cluster, namespace: str, operator: str) -> dict[str, set[str]]:
+    """Each member Lease of `operator`: its member and the members of the view it published."""
+    found = {}
+    for lease in cluster.list("leases", namespace, f"sharding.playbook-operator.io/operator={operator}"):
+        annotations = lease["metadata"].get("annotations") or {}
+        found[annotations["sharding.playbook-operator.io/member"]] = \
+            set((annotations.get("sharding.playbook-operator.io/view") or "").split(",")) - {""}
+    return found
