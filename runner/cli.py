@@ -1,4 +1,4 @@
-"""`playbook-operator run|reconcile|rollout|version`.
+"""`playbook-operator run|reconcile|rollout|shards|version`.
 
 The flags of `run` and `reconcile`, their defaults and the environment are read in
 `runner.settings`; this module starts what the settings it gets back describe.
@@ -18,7 +18,7 @@ from typing import Any
 
 import yaml
 
-from runner import __version__, rollout, settings
+from runner import __version__, rollout, settings, shardstatus
 from runner.settings import OperatorSettings
 from runner.watches import Watch, load_watches
 
@@ -43,6 +43,7 @@ def _parser() -> argparse.ArgumentParser:
     settings.add_flags(rec, settings.RECONCILE_FLAGS)
 
     rollout.add_parser(sub)
+    shardstatus.add_parser(sub)
     sub.add_parser("version", help="print the version")
     return parser
 
@@ -59,6 +60,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.command == "rollout":
         return rollout.main(args)
+    if args.command == "shards":
+        return shardstatus.main(args)
     try:
         config = OperatorSettings.from_args(args)
         watches = _load(config)

@@ -42,6 +42,15 @@ def load_config() -> None:
         config.load_incluster_config()  # type: ignore[no-untyped-call]
 
 
+def default_namespace() -> str:
+    """The current kubeconfig context's namespace, as kubectl takes it; else default."""
+    try:
+        _, context = config.list_kube_config_contexts()  # type: ignore[no-untyped-call]
+    except (config.ConfigException, OSError):
+        return "default"
+    return str((context or {}).get("context", {}).get("namespace") or "default")
+
+
 def may(verbs: tuple[str, ...], group: str, resource: str, namespace: str = "",
         api_client: client.ApiClient | None = None) -> bool:
     """Whether this operator's account may do each of `verbs` on `resource` (cluster-wide when

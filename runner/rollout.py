@@ -18,7 +18,7 @@ import yaml
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
-from runner.kube import JSON_PATCH, load_config
+from runner.kube import JSON_PATCH, default_namespace, load_config
 from runner.watches import parse_duration
 
 GROUP = "workloads.playbook-operator.io"
@@ -61,7 +61,7 @@ def add_parser(sub: Any) -> None:
 def main(args: argparse.Namespace) -> int:
     try:
         name = _podset_name(args.resource)
-        namespace = args.namespace or _default_namespace()
+        namespace = args.namespace or default_namespace()
         api = PodSets(namespace)
         handler: Callable[[PodSets, str, argparse.Namespace], int] = _ACTIONS[args.action]
         return handler(api, name, args)
@@ -83,14 +83,6 @@ def _podset_name(words: list[str]) -> str:
     if not name:
         raise RolloutError("the PodSet's name is empty")
     return name
-
-
-def _default_namespace() -> str:
-    try:
-        _, context = config.list_kube_config_contexts()  # type: ignore[no-untyped-call]
-    except (config.ConfigException, OSError):
-        return "default"
-    return str((context or {}).get("context", {}).get("namespace") or "default")
 
 
 class PodSets:

@@ -126,8 +126,9 @@ def shard_selector(slices: Iterable[int], field: str = UID_FIELD) -> str:
 
 
 def describe(slices: Iterable[int]) -> str:
-    """Slices for people: their hash ranges, e.g. ``0x00-0x3f, 0x80-0x8f`` (the top byte)."""
+    """Slices for people, by the hash's top byte: ``0x00-0x3f, 0x80, 0x90-0x9f``."""
     parts = []
     for start, end in ranges(slices):
-        parts.append(f"{start >> 56:#04x}-{(end - 1) >> 56:#04x}")
+        first, last = start >> (HASH_BITS - 8), (end - 1) >> (HASH_BITS - 8)
+        parts.append(f"{first:#04x}" if first == last else f"{first:#04x}-{last:#04x}")
     return ", ".join(parts) or "none"

@@ -107,5 +107,5 @@ def test_the_selector_is_the_one_the_apiserver_reads() -> None:
 
 
 def test_slices_for_people() -> None:
-    assert sharding.describe([0, 1, 2, 0x80]) == "0x00-0x02, 0x80-0x80"
+    assert sharding.describe([0, 1, 2, 0x80]) == "0x00-0x02, 0x80"
     assert sharding.describe([]) == "none"
