@@ -86,11 +86,18 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
 
 
 @pytest.fixture
-def own_cluster(tmp_path: Path) -> Iterator[Cluster]:
+def own_cluster_args() -> list[str]:
+    """Further `hack/cluster.py up` arguments for `own_cluster` (a module overrides this fixture)."""
+    return []
+
+
+@pytest.fixture
+def own_cluster(tmp_path: Path, own_cluster_args: list[str]) -> Iterator[Cluster]:
     """A local control plane of this test's own (one node), stopped at its end: for tests that stop,
-    restart or break the control plane, which would fail the tests beside them on the shared one."""
+    restart or break the control plane, which would fail the tests beside them on the shared one,
+    or that need it started otherwise (`own_cluster_args`)."""
     name = f"own-{uuid.uuid4().hex[:6]}"
-    kubeconfig = _cluster_up(name, "--nodes", "1", timeout=300)
+    kubeconfig = _cluster_up(name, "--nodes", "1", *own_cluster_args, timeout=300)
     try:
         yield Cluster(kubeconfig=kubeconfig, local_name=name)
     finally:

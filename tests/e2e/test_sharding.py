@@ -10,6 +10,8 @@ from __future__ import annotations
 import itertools
 import json
 import signal
+import subprocess
+import sys
 import time
 from collections import defaultdict
 from collections.abc import Iterator
@@ -17,9 +19,12 @@ from pathlib import Path
 
 import pytest
 
-from runner import sharding
+from runner import leader, sharding
+from runner.watches import load_watches
 from tests.e2e.test_namespaced import ACCOUNT, audit_offset, namespaced_rbac
+from tests.e2e.test_operations import sample, scrape
 from tests.support import (
+    ROOT,
     Cluster,
     OperatorProcess,
     StartOperator,
@@ -277,3 +282,63 @@ def members_of(cluster: Cluster, namespace: str, operator: str) -> dict[str, set
         found[annotations["sharding.playbook-operator.io/member"]] = \
             set((annotations.get("sharding.playbook-operator.io/view") or "").split(",")) - {""}
     return found
+
+
+@pytest.fixture
+def own_cluster_args() -> list[str]:
+    return ["--feature-gates", "ShardedListAndWatch=false"]
+
+
+def test_without_sharded_watches_replicas_filter_by_the_same_hash(own_cluster: Cluster, tmp_path: Path) -> None:
+    """An apiserver without the ShardedListAndWatch gate: each replica says so at start-up,
+    receives every object and keeps its own share, and /metrics shows the split."""
+    cluster = own_cluster
+    cluster.kubectl("apply", "-k", str(ROOT / "deploy" / "crd"))
+    cluster.kubectl("wait", "--for", "condition=Established", "--timeout=60s", "crd", "--all")
+    namespace = "fallback"
+    cluster.kubectl("create", "namespace", namespace)
+    ops = {member: OperatorProcess(cluster, workdir=tmp_path / member, namespaces=[namespace],
+                                   args=["--sharding", "--sharding-member", member, "--leader-election-namespace",
+                                         namespace, *FAST_LEASE])
+           for member in ("f1", "f2")}
+    try:
+        for op in ops.values():
+            op.start()
+        # The default name, which `shards` finds too: a hash of watches.yaml's kinds.
+        operator = leader.lease_id(None, [(w.group, w.version, w.kind)
+                                          for w in load_watches(ROOT / "watches.yaml", env={})])
+        wait_for(lambda: members_of(cluster, namespace, operator) == {"f1": {"f1", "f2"}, "f2": {"f1", "f2"}},
+                 what="both members agreeing", timeout=60)
+        names = [f"plain{i}" for i in range(6)]
+        cluster.apply(json.dumps({"apiVersion": "v1", "kind": "List",
+                                  "items": [json.loads(example_manifest(n, {"k": n})) for n in names]}), namespace)
+        wait_for(lambda: all(cluster.get("configmap", f"{n}-example", namespace) for n in names),
+                 what="every Example's ConfigMap", timeout=120)
+        for op in ops.values():
+            assert "the apiserver does not offer sharded list and watch" in op.log(), op.log()[-2000:]
+        uids = {o["metadata"]["name"]: o["metadata"]["uid"] for o in cluster.list("examples", namespace)}
+        owners = sharding.assign({"f1", "f2"})
+        for n in names:
+            owner = owners[sharding.slice_of(uids[n])]
+            assert [m for m, op in ops.items() if reconciles(op, namespace, n)] == [owner], n
+
+        def split() -> tuple[float, float] | None:
+            samples = [scrape(op) for op in ops.values()]
+            objects = sum(sample(s, "playbook_operator_shard_objects", member=m) or 0
+                          for s, m in zip(samples, ops, strict=True))
+            permitted = sum(sample(s, "playbook_operator_shard_slices", member=m, state="permitted") or 0
+                            for s, m in zip(samples, ops, strict=True))
+            return (objects, permitted) if (objects, permitted) == (len(names), sharding.SLICES) else None
+
+        wait_for(split, what="the objects and slices split between the members in /metrics", timeout=30)
+        handovers = sample(scrape(ops["f1"]), "playbook_operator_shard_handovers_total", member="f1")
+        assert handovers is not None and handovers >= 1
+        shown = subprocess.run([str(Path(sys.executable).parent / "playbook-operator"), "shards", "-n", namespace],
+                               capture_output=True, text=True, env=cluster.env, cwd=ROOT, timeout=60)
+        assert shown.returncode == 0, shown.stderr
+        rows = {line.split()[0]: line.split() for line in shown.stdout.splitlines()[1:]}
+        assert sorted(rows) == ["f1", "f2"] and all(row[1] == "acting" for row in rows.values()), shown.stdout
+        assert sum(int(row[3]) for row in rows.values()) == len(names), shown.stdout
+    finally:
+        for op in ops.values():
+            op.stop()
