@@ -72,8 +72,11 @@ class Replicas:
         (role / "tasks").mkdir(parents=True)
         (role / "tasks" / "main.yml").write_text(ROLE)
         self.watches = tmp_path / "watches.yaml"
+        # With a finalizer: objects deleted after handovers are let go by their last owner.
         self.watches.write_text(json.dumps([{"version": "v1alpha1", "group": "examples.playbook-operator.io",
-                                             "kind": "Example", "role": str(role)}]))
+                                             "kind": "Example", "role": str(role),
+                                             "finalizer": {"name": "probe.playbook-operator.io/cleanup",
+                                                           "vars": {"finalizing": True}}}]))
         self.env = {"SHARD_PROBE": str(probe), "SHARD_PROBE_LOG": str(self.log)}
         self.running: dict[str, OperatorProcess] = {}
         self.process: dict[str, str] = {}  # member -> the name its current process's runs record
@@ -157,6 +160,9 @@ def test_replicas_never_run_one_object_at_once(cluster: Cluster, namespace: str,
     change_all(cluster, namespace, 4)
     wait_for(lambda: agreed(cluster, namespace, {"r2", "r3", "r4"}), what="r1 gone", timeout=60)
     wait_for(lambda: converged(cluster, namespace), what="every object converged", timeout=240)
+    uids = {obj["metadata"]["name"]: obj["metadata"]["uid"] for obj in cluster.list("examples", namespace)}
+    cluster.kubectl("delete", "examples", "--all", "-n", namespace, "--wait=false")
+    wait_for(lambda: not cluster.list("examples", namespace), what="every object finalized and gone", timeout=120)
     for op in replicas.running.values():
         op.assert_alive()
 
@@ -183,11 +189,10 @@ def test_replicas_never_run_one_object_at_once(cluster: Cluster, namespace: str,
         for (_, end, a), (start, _, b) in itertools.pairwise(intervals):
             assert start >= end, f"{obj}: a run by {b} started while one by {a} ran"
 
-    # Every object ends with exactly one owner: the last run of each was made by the member that
-    # the final split gives its slice to.
+    # Every object ends with exactly one owner: the last run of each (its finalizer's) was made by
+    # the member that the final split gives its slice to.
     final = {"r2", "r3", "r4"}
     owners = sharding.assign(final)
-    uids = {obj["metadata"]["name"]: obj["metadata"]["uid"] for obj in cluster.list("examples", namespace)}
     for obj, intervals in spans.items():
         last = max(intervals)[2].split(".")[0]
         assert last == owners[sharding.slice_of(uids[obj])], f"{obj} last run by {last}"
