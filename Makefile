@@ -84,6 +84,13 @@ bench: venv $(VENV)/.bench-installed cluster-up ## Benchmarks (not part of make 
 	KUBECONFIG=$${KUBECONFIG:-$(LOCAL_KUBECONFIG)} PATH=$(dir $(KUBECTL)):$$PATH \
 		$(PY) -m bench $(if $(QUICK),--quick) $(BENCH_ARGS)
 
+.PHONY: bench-sharding
+bench-sharding: venv $(VENV)/.bench-installed cluster-up ## Sharding bench: Examples with 1, 2, 4 replicas and the fallback at 4 (OBJECTS=2000)
+	KUBECONFIG=$${KUBECONFIG:-$(LOCAL_KUBECONFIG)} $(KUBECTL) apply -k deploy/crd
+	KUBECONFIG=$${KUBECONFIG:-$(LOCAL_KUBECONFIG)} $(KUBECTL) wait --for condition=Established --timeout=60s crd --all
+	KUBECONFIG=$${KUBECONFIG:-$(LOCAL_KUBECONFIG)} PATH=$(dir $(KUBECTL)):$$PATH \
+		$(PY) -m bench.sharding --objects $(or $(OBJECTS),2000) $(BENCH_ARGS)
+
 .PHONY: lint
 lint: venv ## ruff, mypy, yamllint, ansible-lint
 	$(VENV)/bin/ruff check runner tests hack collections bench
