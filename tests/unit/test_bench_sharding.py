@@ -37,4 +37,5 @@ def test_the_table_has_a_row_per_configuration() -> None:
     lines = table(runs).splitlines()
     assert len(lines) == 3
     assert lines[1].split()[:4] == ["2", "shardSelector", "12s", "100"]
+    assert lines[1].split()[-3:] == ["1.0", "1.0", "0.0"]
     assert "not in cap (7/10)" in lines[2] and "filtered here" in lines[2]
