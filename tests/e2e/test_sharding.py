@@ -347,3 +347,59 @@ def test_without_sharded_watches_replicas_filter_by_the_same_hash(own_cluster: C
     finally:
         for op in ops.values():
             op.stop()
+
+
+RETRY_ROLE = """---
+- name: Fail when the object asks to
+  ansible.builtin.fail:
+    msg: asked to fail
+  when: (data | default({})).get('fail') == 'yes'
+"""
+
+
+def test_requeues_and_retries_carry_on_after_a_handover(start_operator: StartOperator, cluster: Cluster,
+                                                        namespace: str, tmp_path: Path) -> None:
+    """Objects a new replica takes over go on being requeued (reconcilePeriod) and, when they
+    fail, retried with backoff, by the new owner and no longer by the old one."""
+    role = tmp_path / "roles" / "retry"
+    (role / "tasks").mkdir(parents=True)
+    (role / "tasks" / "main.yml").write_text(RETRY_ROLE)
+    watches = tmp_path / "watches.yaml"
+    watches.write_text(json.dumps([{"version": "v1alpha1", "group": "examples.playbook-operator.io",
+                                    "kind": "Example", "role": str(role), "reconcilePeriod": "2s"}]))
+
+    def start(member: str) -> OperatorProcess:
+        return start_operator(watches=watches, args=["--sharding", "--sharding-member", member,
+                                                     "--leader-election-namespace", namespace,
+                                                     "--leader-election-id", "retry", *FAST_LEASE])
+
+    a = start("a")
+    wait_for(lambda: members_of(cluster, namespace, "retry") == {"a": {"a"}}, what="a alone", timeout=60)
+    steady = [f"steady{i}" for i in range(8)]
+    failing = [f"failing{i}" for i in range(8)]
+    cluster.apply(json.dumps({"apiVersion": "v1", "kind": "List", "items": [
+        *(json.loads(example_manifest(n, {"fail": "no"})) for n in steady),
+        *(json.loads(example_manifest(n, {"fail": "yes"})) for n in failing)]}), namespace)
+    wait_for(lambda: all(reconciles(a, namespace, n) >= 1 for n in steady + failing), what="a's first runs",
+             timeout=120)
+
+    b = start("b")
+    wait_for(lambda: members_of(cluster, namespace, "retry") == {"a": {"a", "b"}, "b": {"a", "b"}},
+             what="a and b agreeing", timeout=60)
+    handed_over = {n: reconciles(a, namespace, n) for n in steady + failing}  # a drained before it let go
+    uids = {o["metadata"]["name"]: o["metadata"]["uid"] for o in cluster.list("examples", namespace)}
+    owners = sharding.assign({"a", "b"})
+    b_steady = [n for n in steady if owners[sharding.slice_of(uids[n])] == "b"]
+    b_failing = [n for n in failing if owners[sharding.slice_of(uids[n])] == "b"]
+    assert b_steady and b_failing, "b takes some of each (8 of each, about half)"
+
+    def failed(op: OperatorProcess, name: str) -> int:
+        return op.log().count(f"reconciled Example {namespace}/{name} result=failed")
+
+    wait_for(lambda: all(reconciles(b, namespace, n) >= 2 for n in b_steady), what="b requeueing what it took",
+             timeout=60)
+    wait_for(lambda: all(failed(b, n) >= 2 for n in b_failing), what="b retrying what fails", timeout=60)
+    assert all(reconciles(a, namespace, n) == handed_over[n] for n in b_steady + b_failing), \
+        "a reconciled nothing it had let go"
+    a.assert_alive()
+    b.assert_alive()
