@@ -9,6 +9,10 @@ From the SDK (internal/ansible/metrics/metrics.go), so existing dashboards keep 
 
 ``GVK`` is spelt as Go's ``schema.GroupVersionKind.String()``: ``group/version, Kind=Kind``.
 
+From operator-lib's instrumented event handler, which the SDK's ansible-operator uses for its
+primary kinds: ``resource_created_at_seconds{name,namespace,group,version,kind}``, each custom
+resource's creationTimestamp, gone when the resource is.
+
 From controller-runtime, which the SDK's binary also serves (the controller label is the SDK's
 controller name, ``<kind>-<version>-controller``): ``workqueue_depth{name,controller}``,
 ``controller_runtime_active_workers{controller}``,
@@ -31,8 +35,10 @@ waited for its runs in slices it let go).
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
@@ -69,6 +75,16 @@ def gvk_label(group: str, version: str, kind: str) -> str:
 def controller_name(version: str, kind: str) -> str:
     """The SDK's controller name for a watch: ``<kind>-<version>-controller``, lower case."""
     return f"{kind.lower()}-{version.lower()}-controller"
+
+
+def parse_timestamp(text: object) -> float | None:
+    """A metav1.Time (RFC 3339, UTC) as Unix seconds; None when absent or malformed."""
+    if not isinstance(text, str):
+        return None
+    try:
+        return datetime.fromisoformat(text).timestamp()
+    except ValueError:
+        return None
 
 
 def task_outcome(task: Mapping[str, Any]) -> str:
@@ -165,6 +181,8 @@ class Metrics:
                                     "Requests the roles made through the operator's API endpoint, by verb and by "
                                     "what answered them: the watch cache or the apiserver.",
                                     ["verb", "answered_by"], registry=reg)
+        self.resource_created = Gauge("resource_created_at_seconds", "Timestamp at which a resource was created",
+                                      ["name", "namespace", "group", "version", "kind"], registry=reg)
         self.shard_slices = Gauge("playbook_operator_shard_slices",
                                   "Slices of the hash space (256 in all) this sharded replica watches (its own "
                                   "among the live members) and may run (no other member still claims them).",
@@ -223,6 +241,20 @@ class Metrics:
         """Report a watch's work queue: read through the callables at every scrape."""
         self._queues.queues[(group, version, kind)] = _Queue(version, kind, depth, in_flight, workers,
                                                              depth_by_priority)
+
+    def set_resource_created(self, obj: Mapping[str, Any], *, group: str, version: str, kind: str) -> None:
+        """A custom resource seen: its creationTimestamp, as operator-lib reports it."""
+        meta = obj.get("metadata") or {}
+        created = parse_timestamp(meta.get("creationTimestamp"))
+        if created is not None:
+            self.resource_created.labels(name=meta.get("name", ""), namespace=meta.get("namespace") or "",
+                                         group=group, version=version, kind=kind).set(created)
+
+    def forget_resource(self, obj: Mapping[str, Any], *, group: str, version: str, kind: str) -> None:
+        """A custom resource gone (or, sharded, handed to another replica)."""
+        meta = obj.get("metadata") or {}
+        with contextlib.suppress(KeyError):
+            self.resource_created.remove(meta.get("name", ""), meta.get("namespace") or "", group, version, kind)
 
     def set_shard(self, member: str, watched: int, permitted: int) -> None:
         self.shard_slices.labels(member=member, state="watched").set(watched)

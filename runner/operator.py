@@ -117,7 +117,13 @@ class WatchController:
                 self._parked.discard(key)
                 self.queue.add(key, latest, Priority.LOW)
 
+    def _forget_created(self, obj: Mapping[str, Any]) -> None:
+        if self.metrics is not None:
+            self.metrics.forget_resource(obj, group=self.watch.group, version=self.watch.version,
+                                         kind=self.watch.kind)
+
     def _let_go(self, key: str, obj: Mapping[str, Any]) -> None:
+        self._forget_created(obj)
         self.queue.forget(key)
         self.trigger.forget(key)
         self._parked.discard(key)
@@ -159,6 +165,7 @@ class WatchController:
         if self.cache is not None:
             self.cache.event(KindKey(resource.group, resource.version, resource.plural), event.get("type"), obj)
         if event.get("type") == "DELETED":
+            self._forget_created(obj)
             if self.cache is not None:
                 self.cache.forget(owner_id(self.watch, obj))
             self.queue.forget(key)
@@ -168,6 +175,9 @@ class WatchController:
             return
         if not self.watch.selects(obj):
             return
+        if self.metrics is not None:
+            self.metrics.set_resource_created(obj, group=self.watch.group, version=self.watch.version,
+                                              kind=self.watch.kind)
         if self.trigger.should_run(obj):
             # kopf gives the initial list (and a re-list after a broken watch) no event type: it
             # waits behind what users change while it runs.

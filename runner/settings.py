@@ -185,6 +185,15 @@ class Sharding:
     host name (a pod's name) by default, so a restarted container takes its own Lease back."""
 
 
+def unquoted_ansible_args(text: str) -> str:
+    """``--ansible-args`` as the SDK takes it: the single quotes its own manager.yaml puts around
+    the value (``--ansible-args='--vault-password-file /opt/ansible/pwd.yml'``, where no shell
+    removes them) are dropped, so the arguments are split as separate words again."""
+    if len(text) >= 2 and text[0] == text[-1] == "'":
+        return text[1:-1]
+    return text
+
+
 def member_name(text: str) -> str:
     """A member name as a Lease name may end: lower case, letters, digits, '-' and '.', at most 63."""
     name = text.strip().lower()
@@ -304,7 +313,7 @@ class OperatorSettings:
             return cls(watching=watching, ansible=ansible, commit=commit, environment=environment)
 
         ansible = AnsibleSettings(
-            args=args.ansible_args,
+            args=unquoted_ansible_args(args.ansible_args),
             artifacts_dir=Path(args.ansible_artifacts_dir) if args.ansible_artifacts_dir else artifacts_root(),
             inject_owner_ref=args.inject_owner_ref, warm=args.warm_ansible, cache_reads=args.cache_reads,
             kubeconfig=kubeconfig)

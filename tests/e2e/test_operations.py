@@ -8,6 +8,7 @@ import signal
 import urllib.error
 import urllib.request
 import uuid
+from datetime import datetime
 
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -71,6 +72,11 @@ def test_metrics_and_probes(cluster: Cluster, namespace: str, start_operator: St
             else None
 
     samples = wait_for(reconciled, what="a succeeded reconcile in /metrics")
+    # operator-lib's gauge, which the SDK's e2e test reads: the resource's creation time.
+    created = (cluster.get("example", "metered", namespace) or {})["metadata"]["creationTimestamp"]
+    assert sample(samples, "resource_created_at_seconds", name="metered", namespace=namespace,
+                  group="examples.playbook-operator.io", version="v1alpha1", kind="Example") == \
+        datetime.fromisoformat(created).timestamp()
     # The SDK's names, types and labels.
     assert sample(samples, "ansible_operator_build_info", commit="unknown", version="0.1.0") == 1.0
     count = sample(samples, "ansible_operator_reconciles_count", GVK=GVK)

@@ -125,3 +125,29 @@ def test_runs_are_closed_without_pexpects_delay_and_still_reaped() -> None:
     assert child.ptyproc.delayafterclose == 0
     child.close()
     assert child.exitstatus == 3, "the exit status is still collected"
+
+
+def test_the_sdks_quoted_ansible_args_reach_ansible_as_words(tmp_path: Path) -> None:
+    """The advanced molecule operator's --ansible-args='--vault-password-file ...': read as the
+    SDK reads it, every run gets the file; kept as one word, ansible-playbook refuses it."""
+    from runner import settings
+
+    password = tmp_path / "pwd.yml"
+    password.write_text("secret\n")
+    args = settings.parse([f"--ansible-args='--vault-password-file {password}'"], {}).ansible.args
+    tmp_path.mkdir(exist_ok=True)
+    playbook = tmp_path / "play.yml"
+    playbook.write_text("""
+- hosts: localhost
+  gather_facts: false
+  tasks:
+    - name: Fine
+      ansible.builtin.debug: {msg: ok}
+""")
+
+    def run(extra_args: str) -> ansible.RunResult:
+        return ansible.run(ansible.RunRequest(target=ansible.Target(playbook=playbook), extravars={},
+                                              private_data_dir=tmp_path / "run", extra_args=extra_args))
+
+    assert run(args).successful
+    assert not run(f"'--vault-password-file {password}'").successful

@@ -183,3 +183,17 @@ def test_openmetrics_when_asked() -> None:
     assert body.rstrip().endswith(b"# EOF")
     body, content_type = Metrics().render()
     assert content_type.startswith("text/plain")
+
+
+def test_resource_created_at_is_operator_libs_gauge() -> None:
+    m = Metrics()
+    obj = {"metadata": {"name": "web", "namespace": "shop", "creationTimestamp": "2026-12-02T06:00:00Z"}}
+    m.set_resource_created(obj, group="examples.playbook-operator.io", version="v1alpha1", kind="Example")
+    labels = {"name": "web", "namespace": "shop", "group": "examples.playbook-operator.io", "version": "v1alpha1",
+              "kind": "Example"}
+    assert m.registry.get_sample_value("resource_created_at_seconds", labels) == 1796191200.0
+    m.forget_resource(obj, group="examples.playbook-operator.io", version="v1alpha1", kind="Example")
+    assert m.registry.get_sample_value("resource_created_at_seconds", labels) is None
+    m.forget_resource(obj, group="examples.playbook-operator.io", version="v1alpha1", kind="Example")  # twice: fine
+    m.set_resource_created({"metadata": {"name": "new"}}, group="g", version="v", kind="K")  # no timestamp yet
+    assert m.registry.get_sample_value("resource_created_at_seconds", {**labels, "name": "new"}) is None

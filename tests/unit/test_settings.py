@@ -238,3 +238,10 @@ def test_no_other_module_reads_the_environment() -> None:
     assert set(readers) <= HANDS_THE_ENVIRONMENT_ON, (
         f"{sorted(set(readers) - HANDS_THE_ENVIRONMENT_ON)} read the environment: read it in runner/settings.py "
         "and hand the setting on")
+
+
+def test_ansible_args_lose_the_quotes_the_sdks_manager_yaml_puts_around_them() -> None:
+    quoted = settings.parse(["--ansible-args='--vault-password-file /opt/ansible/pwd.yml'"], {})
+    assert quoted.ansible.args == "--vault-password-file /opt/ansible/pwd.yml"
+    assert settings.parse(["--ansible-args", "--tags a -e 'x=1'"], {}).ansible.args == "--tags a -e 'x=1'"
+    assert settings.parse(["--ansible-args", "'"], {}).ansible.args == "'"
