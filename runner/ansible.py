@@ -118,7 +118,16 @@ def _playbook_for(target: Target, workdir: Path) -> Path:
 
 
 def _collections_path(env: Mapping[str, str]) -> str:
-    return _first_on_path(IN_TREE_COLLECTIONS, "ANSIBLE_COLLECTIONS_PATH", env)
+    """Where the run finds collections: where the user's Ansible would (ANSIBLE_COLLECTIONS_PATH,
+    else Ansible's default, ANSIBLE_HOME's collections then /usr/share/ansible/collections), and the
+    project's in-tree collections last, as the fallback. So an `operator_sdk.util` the user
+    installed (as the SDK's image does from requirements.yml) is the one their roles get."""
+    configured = env.get("ANSIBLE_COLLECTIONS_PATH") or os.environ.get("ANSIBLE_COLLECTIONS_PATH")
+    if not configured:
+        home = env.get("ANSIBLE_HOME") or os.environ.get("ANSIBLE_HOME") or \
+            os.path.join(env.get("HOME") or os.environ.get("HOME") or os.path.expanduser("~"), ".ansible")
+        configured = f"{os.path.join(home, 'collections')}:/usr/share/ansible/collections"
+    return f"{configured}:{IN_TREE_COLLECTIONS}"
 
 
 def _first_on_path(ours: Path, name: str, env: Mapping[str, str]) -> str:

@@ -12,8 +12,9 @@ environment is still read elsewhere on purpose, and only for these:
 
 * ``ansible.py``, ``warm.py``, ``forkserver.py`` and ``plugins/connection/warm_local.py`` copy
   the operator's environment to the processes of a run (ansible-runner's child, the shims, a
-  forked job), putting the operator's own entries first on ``PYTHONPATH``,
-  ``ANSIBLE_COLLECTIONS_PATH`` and ``ANSIBLE_CONNECTION_PLUGINS``;
+  forked job), putting the operator's own entries first on ``PYTHONPATH`` and
+  ``ANSIBLE_CONNECTION_PLUGINS``, and last on ``ANSIBLE_COLLECTIONS_PATH`` (a fallback behind the
+  user's collections);
 * ``ownerrefs.py`` reads ``PLAYBOOK_OPERATOR_OWNER`` and ``PLAYBOOK_OPERATOR_DEPENDENTS`` inside
   a run's own processes: the contract between the operator (``reconcile.run_env`` sets them)
   and those processes, not a setting of the operator;

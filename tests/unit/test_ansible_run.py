@@ -4,7 +4,11 @@ errors that stop Ansible before any task runs."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
+
+import pytest
 
 from runner import ansible
 
@@ -151,3 +155,73 @@ def test_the_sdks_quoted_ansible_args_reach_ansible_as_words(tmp_path: Path) -> 
 
     assert run(args).successful
     assert not run(f"'--vault-password-file {password}'").successful
+
+
+PROBE_MODULE = '''#!/usr/bin/python
+from ansible.module_utils.basic import AnsibleModule
+
+AnsibleModule(argument_spec={}).exit_json(changed=False, found="installed")
+'''
+
+
+def install_collection(tmp_path: Path, into: Path) -> None:
+    """An operator_sdk.util of the user's own, built and installed with ansible-galaxy (no Galaxy
+    here) into `into`: one module, osdk_probe, that ours does not have."""
+    src = tmp_path / "src" / "util"
+    if not src.exists():
+        (src / "plugins" / "modules").mkdir(parents=True)
+        (src / "galaxy.yml").write_text("namespace: operator_sdk\nname: util\nversion: 0.5.0\nreadme: README.md\n"
+                                        "authors: [someone]\n")
+        (src / "README.md").write_text("a user's operator_sdk.util\n")
+        (src / "plugins" / "modules" / "osdk_probe.py").write_text(PROBE_MODULE)
+    galaxy = str(Path(sys.executable).parent / "ansible-galaxy")
+    dist = tmp_path / "dist"
+    if not dist.exists():
+        subprocess.run([galaxy, "collection", "build", str(src), "--output-path", str(dist)], check=True,
+                       capture_output=True)
+    # --force: the repository's ansible.cfg names collections/, where ours would count as installed.
+    subprocess.run([galaxy, "collection", "install", "--offline", "--force", "-p", str(into),
+                    str(dist / "operator_sdk-util-0.5.0.tar.gz")], check=True, capture_output=True)
+
+
+def test_a_collection_the_user_installed_comes_before_the_in_tree_one(tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("ANSIBLE_COLLECTIONS_PATH", raising=False)
+    monkeypatch.delenv("ANSIBLE_HOME", raising=False)
+    # Modules are resolved when the play is read: one play for each collection's module.
+    probe, requeue = tmp_path / "probe.yml", tmp_path / "requeue.yml"
+    probe.write_text("""
+- hosts: localhost
+  gather_facts: false
+  tasks:
+    - name: Use the user's operator_sdk.util
+      operator_sdk.util.osdk_probe:
+      register: probe
+    - name: It answered
+      ansible.builtin.assert: {that: probe.found == "installed"}
+""")
+    requeue.write_text("""
+- hosts: localhost
+  gather_facts: false
+  tasks:
+    - name: Use the in-tree operator_sdk.util
+      operator_sdk.util.requeue_after: {time: 5s}
+""")
+
+    def run(env: dict[str, str], installed: bool) -> ansible.RunResult:
+        return ansible.run(ansible.RunRequest(target=ansible.Target(playbook=probe if installed else requeue),
+                                              extravars={}, private_data_dir=tmp_path / "run", env=env))
+
+    # Nothing installed: ours is the fallback.
+    empty_home = tmp_path / "empty-home"
+    fallback = run({"ANSIBLE_HOME": str(empty_home)}, False)
+    assert fallback.successful and fallback.requeue_after == 5.0
+    # Installed on ANSIBLE_COLLECTIONS_PATH, or where Ansible looks by default (ANSIBLE_HOME's
+    # collections, as the SDK's image installs requirements.yml): theirs, not ours.
+    on_path = tmp_path / "on-path"
+    install_collection(tmp_path, on_path)
+    assert run({"ANSIBLE_COLLECTIONS_PATH": str(on_path)}, True).successful
+    home = tmp_path / "home"
+    install_collection(tmp_path, home / "collections")
+    assert run({"ANSIBLE_HOME": str(home)}, True).successful
+    assert not run({"ANSIBLE_HOME": str(empty_home)}, True).successful, "the probe is not ours"
