@@ -13,6 +13,7 @@ import math
 import os
 import re
 import shlex
+import shutil
 import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
@@ -97,6 +98,22 @@ def _inventory(interpreter: Path | None) -> str:
     # interpreter's modules go straight to its server (runner/plugins/connection/warm_local.py).
     connection = "warm_local" if interpreter is not None else "local"
     return f"localhost ansible_connection={connection} ansible_python_interpreter={interpreter or sys.executable}\n"
+
+
+def _write_inventory(where: Path, user_inventory: str | None, interpreter: Path | None) -> None:
+    """The run's inventory: as the SDK does, a copy of ANSIBLE_INVENTORY (a file or a directory,
+    in any format Ansible reads) when it names one, else localhost alone (`_inventory`)."""
+    if where.exists():
+        shutil.rmtree(where)
+    source = Path(user_inventory) if user_inventory else None
+    if source is not None and source.is_dir():
+        shutil.copytree(source, where)
+        return
+    where.mkdir(parents=True)
+    if source is not None and source.is_file():
+        shutil.copyfile(source, where / "hosts")
+        return
+    (where / "hosts").write_text(_inventory(interpreter))
 
 
 def _playbook_for(target: Target, workdir: Path) -> Path:
@@ -218,8 +235,6 @@ def run(request: RunRequest, on_task: TaskCallback | None = None) -> RunResult:
         "ANSIBLE_COLLECTIONS_PATH": _collections_path(request.env),
         "ANSIBLE_INVENTORY_UNPARSED_WARNING": "False",
         "ANSIBLE_LOCALHOST_WARNING": "False",
-        # The inventory is always the ini file written below: skip probing every other plugin.
-        "ANSIBLE_INVENTORY_ENABLED": "ini",
         # Modules get their code on stdin: no temporary files and no extra commands per task.
         "ANSIBLE_PIPELINING": "True",
         **request.env,
@@ -228,8 +243,11 @@ def run(request: RunRequest, on_task: TaskCallback | None = None) -> RunResult:
         "ANSIBLE_CONNECTION_PLUGINS": _first_on_path(CONNECTION_PLUGINS, "ANSIBLE_CONNECTION_PLUGINS", request.env),
         "PYTHONPATH": ownerrefs.pythonpath(request.env.get("PYTHONPATH", os.environ.get("PYTHONPATH"))),
     }
-    (request.private_data_dir / "inventory").mkdir(exist_ok=True)
-    (request.private_data_dir / "inventory" / "hosts").write_text(_inventory(request.interpreter))
+    user_inventory = request.env.get("ANSIBLE_INVENTORY") or os.environ.get("ANSIBLE_INVENTORY")
+    if not user_inventory:
+        # The inventory is the ini file written here: skip probing every other plugin.
+        envvars.setdefault("ANSIBLE_INVENTORY_ENABLED", "ini")
+    _write_inventory(request.private_data_dir / "inventory", user_inventory, request.interpreter)
 
     # Extra vars go through a private file, never the command line (which ansible-runner keeps in
     # its `command` artifact and `ps` shows): they may carry Secret data. Removed after the run.

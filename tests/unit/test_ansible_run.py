@@ -225,3 +225,38 @@ def test_a_collection_the_user_installed_comes_before_the_in_tree_one(tmp_path: 
     install_collection(tmp_path, home / "collections")
     assert run({"ANSIBLE_HOME": str(home)}, True).successful
     assert not run({"ANSIBLE_HOME": str(empty_home)}, True).successful, "the probe is not ours"
+
+
+INVENTORY_PLAY = """
+- hosts: test
+  gather_facts: false
+  tasks:
+    - name: See the inventory's group and its vars
+      ansible.builtin.assert: {that: [sentinel == "test", "'test' in groups"]}
+"""
+
+
+@pytest.mark.parametrize("layout", ["directory", "yaml file"])
+def test_ansible_inventory_is_the_runs_inventory_as_in_the_sdk(tmp_path: Path, layout: str) -> None:
+    """The advanced molecule operator's ANSIBLE_INVENTORY (a group `test` with group_vars): copied
+    into the run, in whatever format, so a play for `hosts: test` runs there."""
+    if layout == "directory":
+        inventory = tmp_path / "inventory"
+        (inventory / "group_vars").mkdir(parents=True)
+        (inventory / "hosts").write_text("[test]\n127.0.0.1 ansible_connection=local\n")
+        (inventory / "group_vars" / "test.yml").write_text("---\nsentinel: test\n")
+    else:
+        inventory = tmp_path / "inventory.yml"
+        inventory.write_text("all:\n  children:\n    test:\n      hosts:\n        127.0.0.1:\n"
+                             "          ansible_connection: local\n      vars:\n        sentinel: test\n")
+    playbook = tmp_path / "play.yml"
+    playbook.write_text(INVENTORY_PLAY)
+    result = ansible.run(ansible.RunRequest(target=ansible.Target(playbook=playbook), extravars={},
+                                            private_data_dir=tmp_path / "run",
+                                            env={"ANSIBLE_INVENTORY": str(inventory),
+                                                 "ANSIBLE_PYTHON_INTERPRETER": sys.executable}))
+    assert result.successful and result.ok == 1, result.failed_tasks
+    # Without it, localhost alone, as before.
+    again = ansible.run(ansible.RunRequest(target=ansible.Target(playbook=playbook), extravars={},
+                                           private_data_dir=tmp_path / "run"))
+    assert again.successful and again.ok == 0
