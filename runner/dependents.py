@@ -175,6 +175,14 @@ def owners_of(obj: Mapping[str, Any]) -> list[OwnerKey]:
 
 
 Notify = Callable[[OwnerKey], None]
+# Whether a change to a dependent of a kind (apiVersion, kind) may reconcile an owner: not when
+# the owner's watch blacklists the kind or watches no dependents, even while another watch has
+# the kind watched (`runner.operator` decides, from the watches).
+Accepts = Callable[[OwnerKey, str, str], bool]
+
+
+def _everyone(owner: OwnerKey, api_version: str, kind: str) -> bool:
+    return True
 
 # Events a role posts carry an owner reference like anything it creates, but no role depends on
 # them (reads of Events are not reported either): watching them would reconcile owners for
@@ -208,8 +216,9 @@ class DependentWatches:
     reporting owners to the loop. `namespaces` are WATCH_NAMESPACE's; none means the cluster."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop, notify: Notify, api_client: Any = None,
-                 namespaces: Sequence[str] = (), cache: Cache | None = None) -> None:
+                 namespaces: Sequence[str] = (), cache: Cache | None = None, accepts: Accepts = _everyone) -> None:
         self.loop = loop
+        self.accepts = accepts
         self.cache = cache  # what the watches see, kept for the roles' reads (runner.apiproxy)
         self.notify = notify
         self.api_client = api_client
@@ -287,7 +296,7 @@ class DependentWatches:
         named = [o for o in readers_of(obj, dep.api_version, dep.kind, by_name) if o not in owners]
         listed = [o for o in readers_of(obj, dep.api_version, dep.kind, by_list) if o not in owners + named] \
             if whole else []
-        return owners + named + listed
+        return [o for o in owners + named + listed if self.accepts(o, dep.api_version, dep.kind)]
 
     def _whole(self, obj: Mapping[str, Any], event: str) -> bool:
         """Whether more than an object's status and bookkeeping changed since the watches last saw
@@ -344,7 +353,8 @@ class DependentWatches:
             owners += [o for o in self.interested(item, scope, "ADDED") if o not in owners]
         for owner, rs in reads.items():
             if owner not in owners and any(r.api_version == scope.api_version and r.kind == scope.kind
-                                           and scope in watch_scopes(r, self.namespaces) for r in rs):
+                                           and scope in watch_scopes(r, self.namespaces) for r in rs) \
+                    and self.accepts(owner, scope.api_version, scope.kind):
                 owners.append(owner)
         return owners
 

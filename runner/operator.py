@@ -258,6 +258,21 @@ def register(watches: list[Watch], reconciler: Reconciler, registry: kopf.Operat
     return controllers
 
 
+def _dependents_accepted(controllers: list[WatchController]) -> Callable[[OwnerKey, str, str], bool]:
+    """Whether a dependent of a kind may reconcile an owner, as the SDK decides per watch: not when
+    its watch blacklists the kind or watches no dependents (another watch may watch the kind)."""
+    by_kind = {(c.watch.group, c.watch.kind): c.watch for c in controllers}
+
+    def accepts(owner: OwnerKey, api_version: str, kind: str) -> bool:
+        watch = by_kind.get((owner.group, owner.kind))
+        if watch is None:
+            return True  # not ours: the router drops it
+        return watch.watch_dependent_resources and \
+            (api_version, kind) not in {(b.api_version, b.kind) for b in watch.blacklist}
+
+    return accepts
+
+
 def _owner_router(controllers: list[WatchController]) -> Callable[[OwnerKey], None]:
     by_kind = {(c.watch.group, c.watch.kind): c for c in controllers}
 
@@ -349,7 +364,7 @@ async def _watch_and_reconcile(watches: list[Watch], reconciler: Reconciler, *, 
                                registry: kopf.OperatorRegistry) -> None:
     controllers = register(watches, reconciler, registry, metrics, cache)
     dependents = DependentWatches(asyncio.get_running_loop(), _owner_router(controllers), namespaces=namespaces,
-                                  cache=cache)
+                                  cache=cache, accepts=_dependents_accepted(controllers))
     for c in controllers:
         c.dependents = dependents
         c.queue.start()
@@ -435,7 +450,7 @@ async def _shard_and_reconcile(watches: list[Watch], reconciler: Reconciler, *, 
                                ready: asyncio.Event | None, grace: float, cache: Cache | None) -> None:
     controllers = [controller_for(watch, reconciler, metrics, cache) for watch in watches]
     dependents = DependentWatches(asyncio.get_running_loop(), _owner_router(controllers), namespaces=namespaces,
-                                  cache=cache)
+                                  cache=cache, accepts=_dependents_accepted(controllers))
     for c in controllers:
         c.dependents = dependents  # unsharded: a dependent's change reaches its owner's shard alone
         c.assignment = Assignment()
