@@ -33,6 +33,7 @@ from typing import Any, NoReturn, Protocol
 
 from runner.metrics import Metrics, gvk_label
 from runner.settings import JITTER, RENEW_DEADLINE, Timings
+from runner.status import parse_time
 
 log = logging.getLogger("playbook_operator.leader")
 
@@ -105,16 +106,6 @@ def renew_deadline_passed(last_renewed: float, now: float, timings: Timings) -> 
 def format_micro_time(moment: datetime) -> str:
     """A metav1.MicroTime: RFC 3339 with exactly six fractional digits, in UTC."""
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def parse_time(text: str | None) -> datetime | None:
-    if not text:
-        return None
-    try:
-        moment = datetime.fromisoformat(text)
-    except ValueError:
-        return None
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def record_of(lease: Mapping[str, Any]) -> LeaseRecord:
@@ -197,7 +188,10 @@ class LeaseApi(Protocol):
 
 class KubeLeaseApi:
     """LeaseApi through the kubernetes client, with raw JSON bodies so MicroTimes are written
-    exactly as the apiserver parses them."""
+    exactly as the apiserver parses them. A write refused with a status in `CONFLICTS` raises
+    LeaseConflict: another writer came first."""
+
+    CONFLICTS: tuple[int, ...] = (409,)
 
     def __init__(self, api_client: Any = None, *, timeout: float = RENEW_DEADLINE) -> None:
         from kubernetes import client
@@ -226,14 +220,13 @@ class KubeLeaseApi:
         return self._write(lambda: self._api.replace_namespaced_lease(
             name, namespace, body, _preload_content=False, _request_timeout=self._timeout))
 
-    @staticmethod
-    def _write(call: Callable[[], Any]) -> dict[str, Any]:
+    def _write(self, call: Callable[[], Any]) -> dict[str, Any]:
         from kubernetes.client.exceptions import ApiException
 
         try:
             resp = call()
         except ApiException as err:
-            if err.status == 409:
+            if err.status in self.CONFLICTS:
                 raise LeaseConflict(str(err.reason)) from None
             raise
         return dict(json.loads(resp.data))

@@ -38,7 +38,6 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
@@ -47,6 +46,7 @@ from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from runner import __version__
+from runner.status import parse_time
 
 SUCCEEDED = "succeeded"
 FAILED = "failed"
@@ -75,16 +75,6 @@ def gvk_label(group: str, version: str, kind: str) -> str:
 def controller_name(version: str, kind: str) -> str:
     """The SDK's controller name for a watch: ``<kind>-<version>-controller``, lower case."""
     return f"{kind.lower()}-{version.lower()}-controller"
-
-
-def parse_timestamp(text: object) -> float | None:
-    """A metav1.Time (RFC 3339, UTC) as Unix seconds; None when absent or malformed."""
-    if not isinstance(text, str):
-        return None
-    try:
-        return datetime.fromisoformat(text).timestamp()
-    except ValueError:
-        return None
 
 
 def task_outcome(task: Mapping[str, Any]) -> str:
@@ -245,10 +235,10 @@ class Metrics:
     def set_resource_created(self, obj: Mapping[str, Any], *, group: str, version: str, kind: str) -> None:
         """A custom resource seen: its creationTimestamp, as operator-lib reports it."""
         meta = obj.get("metadata") or {}
-        created = parse_timestamp(meta.get("creationTimestamp"))
+        created = parse_time(meta.get("creationTimestamp"))
         if created is not None:
             self.resource_created.labels(name=meta.get("name", ""), namespace=meta.get("namespace") or "",
-                                         group=group, version=version, kind=kind).set(created)
+                                         group=group, version=version, kind=kind).set(created.timestamp())
 
     def forget_resource(self, obj: Mapping[str, Any], *, group: str, version: str, kind: str) -> None:
         """A custom resource gone (or, sharded, handed to another replica)."""

@@ -358,16 +358,22 @@ async def run_operator(watches: list[Watch], reconciler: Reconciler, *, namespac
             await proxy.stop()
 
 
-async def _watch_and_reconcile(watches: list[Watch], reconciler: Reconciler, *, namespaces: list[str],
-                               stop: asyncio.Event | None, metrics: Metrics | None, elector: LeaderElector | None,
-                               ready: asyncio.Event | None, grace: float, cache: Cache | None,
-                               registry: kopf.OperatorRegistry) -> None:
-    controllers = register(watches, reconciler, registry, metrics, cache)
+def _start(controllers: list[WatchController], namespaces: list[str], cache: Cache | None) -> DependentWatches:
+    """The controllers' dependent watches, shared by them all, and their queues started."""
     dependents = DependentWatches(asyncio.get_running_loop(), _owner_router(controllers), namespaces=namespaces,
                                   cache=cache, accepts=_dependents_accepted(controllers))
     for c in controllers:
         c.dependents = dependents
         c.queue.start()
+    return dependents
+
+
+async def _watch_and_reconcile(watches: list[Watch], reconciler: Reconciler, *, namespaces: list[str],
+                               stop: asyncio.Event | None, metrics: Metrics | None, elector: LeaderElector | None,
+                               ready: asyncio.Event | None, grace: float, cache: Cache | None,
+                               registry: kopf.OperatorRegistry) -> None:
+    controllers = register(watches, reconciler, registry, metrics, cache)
+    _start(controllers, namespaces, cache)
     settings = kopf.OperatorSettings()
     observe_cluster = await may_observe_cluster(namespaces)
     if not observe_cluster:
@@ -414,15 +420,16 @@ async def _wind_down(controllers: list[WatchController], elector: LeaderElector 
         await elector.release()
 
 
-async def _drain(controllers: list[WatchController], grace: float) -> None:
+async def _drain(controllers: list[WatchController], grace: float) -> bool:
     """Wait up to `grace` seconds for the running reconciles to end, so the lease is released
-    only when nothing of ours still acts on the cluster."""
+    only when nothing of ours still acts on the cluster; whether they all ended."""
     deadline = asyncio.get_running_loop().time() + grace
     while any(c.queue.in_flight() for c in controllers):
         if asyncio.get_running_loop().time() >= deadline:
             log.warning("stopping with reconciles still running after %.0fs", grace)
-            return
+            return False
         await asyncio.sleep(0.1)
+    return True
 
 
 # How often a sharded replica looks again for a primary kind the cluster does not serve yet.
@@ -449,12 +456,10 @@ async def _shard_and_reconcile(watches: list[Watch], reconciler: Reconciler, *, 
                                stop: asyncio.Event, metrics: Metrics | None, member: ShardMember,
                                ready: asyncio.Event | None, grace: float, cache: Cache | None) -> None:
     controllers = [controller_for(watch, reconciler, metrics, cache) for watch in watches]
-    dependents = DependentWatches(asyncio.get_running_loop(), _owner_router(controllers), namespaces=namespaces,
-                                  cache=cache, accepts=_dependents_accepted(controllers))
     for c in controllers:
-        c.dependents = dependents  # unsharded: a dependent's change reaches its owner's shard alone
-        c.assignment = Assignment()
-        c.queue.start()
+        c.assignment = Assignment()  # nothing until the first round of membership
+    # Unsharded: a dependent's change reaches its owner's replica alone (`_owner_router`).
+    dependents = _start(controllers, namespaces, cache)
     upstream = Upstream.from_client()
     scopes = namespaces or [""]
     watchers: list[SliceWatch] = []
@@ -513,7 +518,7 @@ async def _shard_and_reconcile(watches: list[Watch], reconciler: Reconciler, *, 
         await asyncio.gather(*tasks, stopping, membership, return_exceptions=True)
         dependents.stop()
         if not lost:  # once the Lease is lost nothing may wait: the caller ends the process
-            await member.leave(grace)
+            await member.leave(_drain(controllers, grace))
             for c in controllers:
                 await c.queue.stop()
 

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import copy
 import json
 import logging
 import time
@@ -33,9 +32,9 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from runner import sharding
-from runner.leader import LeaseConflict, LeaseRecord, format_micro_time, is_expired, record_of
-from runner.settings import RENEW_DEADLINE, Timings
+from runner import leader, sharding
+from runner.leader import LeaseConflict, LeaseRecord, is_expired, record_of
+from runner.settings import Timings
 
 log = logging.getLogger("playbook_operator.shards")
 
@@ -85,10 +84,7 @@ def peer_of(lease: Mapping[str, Any]) -> Peer | None:
 def member_lease(lease: Mapping[str, Any] | None, *, operator: str, member: str, namespace: str,
                  view: frozenset[str] | None, objects: int, record: LeaseRecord) -> dict[str, Any]:
     """A member's Lease (new, or `lease` with its resourceVersion) carrying its record and view."""
-    body: dict[str, Any] = copy.deepcopy(dict(lease)) if lease is not None else {
-        "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
-        "metadata": {"name": lease_name(operator, member), "namespace": namespace},
-    }
+    body = leader.lease_with(lease, record, name=lease_name(operator, member), namespace=namespace)
     meta = body.setdefault("metadata", {})
     meta.setdefault("labels", {})[OPERATOR_LABEL] = operator
     annotations = meta.setdefault("annotations", {})
@@ -98,12 +94,6 @@ def member_lease(lease: Mapping[str, Any] | None, *, operator: str, member: str,
         annotations.pop(VIEW_ANNOTATION, None)
     else:
         annotations[VIEW_ANNOTATION] = ",".join(sorted(view))
-    spec = body.setdefault("spec", {})
-    spec["holderIdentity"] = record.holder
-    spec["leaseDurationSeconds"] = record.duration_seconds
-    for key, moment in (("acquireTime", record.acquire_time), ("renewTime", record.renew_time)):
-        if moment is not None:
-            spec[key] = format_micro_time(moment)
     return body
 
 
@@ -127,28 +117,17 @@ class MemberLeaseApi(Protocol):
     def delete(self, namespace: str, name: str) -> None: ...
 
 
-class KubeMemberLeaseApi:
-    """MemberLeaseApi through the kubernetes client, raw JSON in and out (MicroTimes exactly)."""
+class KubeMemberLeaseApi(leader.KubeLeaseApi):
+    """MemberLeaseApi through the kubernetes client: leader election's calls, and listing and
+    deleting. A member's Lease deleted under it (404) is a conflict too: read again next round."""
 
-    def __init__(self, api_client: Any = None, *, timeout: float = RENEW_DEADLINE) -> None:
-        from kubernetes import client
-
-        self._api: Any = client.CoordinationV1Api(api_client or client.ApiClient())
-        self._timeout = timeout
+    CONFLICTS = (404, 409)
 
     def list(self, namespace: str, operator: str) -> list[dict[str, Any]]:
         # No resourceVersion: a quorum read, newer than every write this replica made before it.
         resp = self._api.list_namespaced_lease(namespace, label_selector=f"{OPERATOR_LABEL}={operator}",
                                                _preload_content=False, _request_timeout=self._timeout)
         return list(json.loads(resp.data).get("items") or [])
-
-    def create(self, namespace: str, body: dict[str, Any]) -> dict[str, Any]:
-        return self._write(lambda: self._api.create_namespaced_lease(
-            namespace, body, _preload_content=False, _request_timeout=self._timeout))
-
-    def replace(self, namespace: str, name: str, body: dict[str, Any]) -> dict[str, Any]:
-        return self._write(lambda: self._api.replace_namespaced_lease(
-            name, namespace, body, _preload_content=False, _request_timeout=self._timeout))
 
     def delete(self, namespace: str, name: str) -> None:
         from kubernetes.client.exceptions import ApiException
@@ -158,18 +137,6 @@ class KubeMemberLeaseApi:
         except ApiException as err:
             if err.status != 404:
                 raise
-
-    @staticmethod
-    def _write(call: Callable[[], Any]) -> dict[str, Any]:
-        from kubernetes.client.exceptions import ApiException
-
-        try:
-            resp = call()
-        except ApiException as err:
-            if err.status in (404, 409):  # changed or deleted under us: read again next round
-                raise LeaseConflict(str(err.reason)) from None
-            raise
-        return dict(json.loads(resp.data))
 
 
 def _utcnow() -> datetime:
@@ -212,13 +179,11 @@ class ShardMember:
         self.assignment = Assignment()
         self.published: frozenset[str] | None = None  # the view our Lease carries
         self.members: frozenset[str] = frozenset({self.member})
-        self.peers: dict[str, Peer] = {}
         self._lease: dict[str, Any] | None = None
         self._acquired: datetime | None = None
         self._seen: dict[str, _Seen] = {}
         self._last_renewed = self.mono()
         self._draining_since: float | None = None
-        self._leaving = False
         self._waiting_for = ""
         # Who holds the Lease: this process, not merely this member name.
         self.identity = f"{self.member}_{uuid.uuid4().hex[:12]}"
@@ -261,17 +226,15 @@ class ShardMember:
                      mine.record.holder)
             mine = replace(mine, view=None)  # what it claimed is not ours to act on
         live = {name: p for name, p in peers.items() if not self._dead(p, now, mono)}
-        self.peers = live
         self.members = frozenset(live) | {self.member}
         # What we may run is judged against the view our Lease held when the list was read.
         claimed = mine.view if mine is not None else None
         permitted = sharding.acting(self.member, claimed, {n: p.view for n, p in live.items()})
-        target = None if self._leaving else self.members
-        keeping = sharding.owned(target, self.member) if target is not None else frozenset()
+        keeping = sharding.owned(self.members, self.member)
         letting_go = sharding.owned(self.published or (), self.member) - keeping
-        if self.published != target and not (letting_go and self.busy(letting_go)):
-            self._publish(target, letting_go)
-        elif self.published != target and self._draining_since is None:
+        if self.published != self.members and not (letting_go and self.busy(letting_go)):
+            self._publish(self.members, letting_go)
+        elif self.published != self.members and self._draining_since is None:
             self._draining_since = mono
             log.info("sharding: letting go of %d slices; waiting for their runs to end", len(letting_go))
         self._set(Assignment(watched=keeping, permitted=permitted & keeping))
@@ -285,16 +248,15 @@ class ShardMember:
                         "replica with the same --sharding-member); waiting for it to expire", self.namespace,
                         self.lease, holder)
 
-    def _publish(self, view: frozenset[str] | None, letting_go: frozenset[int]) -> None:
-        before = self.published
-        gained = sharding.owned(view or (), self.member) - sharding.owned(before or (), self.member)
+    def _publish(self, view: frozenset[str], letting_go: frozenset[int]) -> None:
+        mine = sharding.owned(view, self.member)
+        gained = mine - sharding.owned(self.published or (), self.member)
         drained = 0.0 if self._draining_since is None else self.mono() - self._draining_since
         self._draining_since = None
         self.published = view
-        mine = sharding.owned(view or (), self.member)
         log.info("sharding: acting as one of %d members (%s): %d of %d slices in %d ranges, %d gained, %d let go",
-                 len(view or ()), ",".join(sorted(view or ())), len(mine), sharding.SLICES,
-                 len(sharding.ranges(mine)), len(gained), len(letting_go))
+                 len(view), ",".join(sorted(view)), len(mine), sharding.SLICES, len(sharding.ranges(mine)),
+                 len(gained), len(letting_go))
         if self.record_handover is not None:
             self.record_handover(len(gained), len(letting_go), drained)
 
@@ -316,7 +278,6 @@ class ShardMember:
         body = member_lease(self._lease, operator=self.operator, member=self.member, namespace=self.namespace,
                             view=self.published, objects=self.count(), record=record)
         if self._lease is None:
-            body["metadata"].pop("resourceVersion", None)
             await asyncio.to_thread(self.api.create, self.namespace, body)
         else:
             await asyncio.to_thread(self.api.replace, self.namespace, self.lease, body)
@@ -339,23 +300,17 @@ class ShardMember:
                 raise MembershipLost(f"could not renew Lease {self.namespace}/{self.lease} within "
                                      f"{self.timings.renew_deadline:g}s")
             # Soon again while a new view waits to be published or read back; else a retry period.
-            pending = self.published != (None if self._leaving else self.members) or \
-                self.assignment.permitted != self.assignment.watched
+            pending = self.published != self.members or self.assignment.permitted != self.assignment.watched
             await self.pause(stop, 0.2 if pending and self._draining_since is None else self.timings.retry_period)
 
-    async def leave(self, grace: float) -> None:
-        """A graceful stop: run nothing new, wait up to `grace` for the runs in flight, then
-        delete the Lease so the others take over now. Runs still going after `grace` keep the
-        Lease (it expires by itself once this process and its runs are gone)."""
-        self._leaving = True
+    async def leave(self, drained: Awaitable[bool]) -> None:
+        """A graceful stop: run nothing new, wait for the runs in flight (`drained`: whether they
+        all ended), then delete the Lease so the others take over now. Runs still going keep the
+        Lease: it expires by itself once this process and its runs are gone."""
         self._set(Assignment())
-        deadline = self.mono() + grace
-        while self.busy(sharding.ALL_SLICES):
-            if self.mono() >= deadline:
-                log.warning("sharding: stopping with runs in flight after %.0fs; Lease %s/%s left to expire",
-                            grace, self.namespace, self.lease)
-                return
-            await asyncio.sleep(0.1)
+        if not await drained:
+            log.warning("sharding: Lease %s/%s left to expire", self.namespace, self.lease)
+            return
         try:
             await asyncio.to_thread(self.api.delete, self.namespace, self.lease)
             log.info("sharding: left; deleted Lease %s/%s", self.namespace, self.lease)

@@ -193,20 +193,38 @@ def test_a_replica_that_leaves_hands_over_at_once(world: tuple[Leases, Clock]) -
     leases, clock = world
     a, b = Replica("a", leases, clock), Replica("b", leases, clock)
     tick(a, b, rounds=3)
-    b.running = {min(b.permitted)}
 
     async def leave_when_drained() -> None:
-        leaving = asyncio.create_task(b.member.leave(grace=30))
-        await asyncio.sleep(0.05)
+        ended = asyncio.Event()
+
+        async def runs_end() -> bool:
+            await ended.wait()
+            return True
+
+        leaving = asyncio.create_task(b.member.leave(runs_end()))
+        await asyncio.sleep(0)  # leave() runs up to its wait for the runs
         assert b.member.assignment == Assignment(), "nothing new starts"
         assert f"{OPERATOR}-b" in leases.items, "the Lease stays while a run is in flight"
-        b.running = set()
+        ended.set()
         await leaving
 
     asyncio.run(leave_when_drained())
     assert f"{OPERATOR}-b" not in leases.items
     tick(a, rounds=2)
     assert a.permitted == sharding.ALL_SLICES
+
+
+def test_a_replica_whose_runs_outlast_the_grace_leaves_its_lease_to_expire(world: tuple[Leases, Clock]) -> None:
+    leases, clock = world
+    b = Replica("b", leases, clock)
+    tick(b, rounds=2)
+
+    async def runs_still_going() -> bool:
+        return False
+
+    asyncio.run(b.member.leave(runs_still_going()))
+    assert b.member.assignment == Assignment()
+    assert f"{OPERATOR}-b" in leases.items
 
 
 def test_a_replica_that_cannot_renew_stops_before_its_lease_expires(world: tuple[Leases, Clock]) -> None:
