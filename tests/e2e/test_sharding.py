@@ -116,9 +116,28 @@ def replicas(start_operator: StartOperator, namespace: str, tmp_path: Path) -> I
     yield Replicas(start_operator, namespace, tmp_path)
 
 
+def apply_examples(cluster: Cluster, namespace: str, data: dict[str, dict[str, str]]) -> None:
+    """Example objects, name -> spec.data, in one apply."""
+    cluster.apply(json.dumps({"apiVersion": "v1", "kind": "List",
+                              "items": [json.loads(example_manifest(n, d)) for n, d in data.items()]}), namespace)
+
+
+def owners_of(cluster: Cluster, namespace: str, members: set[str]) -> dict[str, str]:
+    """Each Example's owner among `members`, by the split every replica computes from its uid."""
+    split = sharding.assign(members)
+    return {o["metadata"]["name"]: split[sharding.slice_of(o["metadata"]["uid"])]
+            for o in cluster.list("examples", namespace)}
+
+
+def apply_and_wait_for_configmaps(cluster: Cluster, namespace: str, names: list[str]) -> None:
+    """Examples whose spec.data is their name, and the ConfigMap roles/example makes of each."""
+    apply_examples(cluster, namespace, {n: {"k": n} for n in names})
+    wait_for(lambda: all(cluster.get("configmap", f"{n}-example", namespace) for n in names),
+             what="every Example's ConfigMap", timeout=120)
+
+
 def change_all(cluster: Cluster, namespace: str, round_: int) -> None:
-    manifests = [json.loads(example_manifest(f"ex{i:02d}", {"round": str(round_)})) for i in range(OBJECTS)]
-    cluster.apply(json.dumps({"apiVersion": "v1", "kind": "List", "items": manifests}), namespace)
+    apply_examples(cluster, namespace, {f"ex{i:02d}": {"round": str(round_)} for i in range(OBJECTS)})
 
 
 def converged(cluster: Cluster, namespace: str) -> bool:
@@ -160,7 +179,8 @@ def test_replicas_never_run_one_object_at_once(cluster: Cluster, namespace: str,
     change_all(cluster, namespace, 4)
     wait_for(lambda: agreed(cluster, namespace, {"r2", "r3", "r4"}), what="r1 gone", timeout=60)
     wait_for(lambda: converged(cluster, namespace), what="every object converged", timeout=240)
-    uids = {obj["metadata"]["name"]: obj["metadata"]["uid"] for obj in cluster.list("examples", namespace)}
+    final = {"r2", "r3", "r4"}
+    owner = owners_of(cluster, namespace, final)
     cluster.kubectl("delete", "examples", "--all", "-n", namespace, "--wait=false")
     wait_for(lambda: not cluster.list("examples", namespace), what="every object finalized and gone", timeout=120)
     for op in replicas.running.values():
@@ -191,11 +211,9 @@ def test_replicas_never_run_one_object_at_once(cluster: Cluster, namespace: str,
 
     # Every object ends with exactly one owner: the last run of each (its finalizer's) was made by
     # the member that the final split gives its slice to.
-    final = {"r2", "r3", "r4"}
-    owners = sharding.assign(final)
     for obj, intervals in spans.items():
         last = max(intervals)[2].split(".")[0]
-        assert last == owners[sharding.slice_of(uids[obj])], f"{obj} last run by {last}"
+        assert last == owner[obj], f"{obj} last run by {last}"
 
 
 def reconciles(op: OperatorProcess, namespace: str, name: str) -> int:
@@ -224,13 +242,8 @@ def test_sharded_replicas_as_the_namespaced_account(cluster: Cluster, crds: None
         wait_for(lambda: members_of(cluster, namespace, "sharded") == {"s1": {"s1", "s2"}, "s2": {"s1", "s2"}},
                  what="both members agreeing", timeout=60)
         names = [f"shared{i}" for i in range(8)]
-        cluster.apply(json.dumps({"apiVersion": "v1", "kind": "List",
-                                  "items": [json.loads(example_manifest(n, {"k": n})) for n in names]}), namespace)
-        wait_for(lambda: all(cluster.get("configmap", f"{n}-example", namespace) for n in names),
-                 what="every Example's ConfigMap", timeout=120)
-        uids = {o["metadata"]["name"]: o["metadata"]["uid"] for o in cluster.list("examples", namespace)}
-        owners = sharding.assign({"s1", "s2"})
-        owner = {n: owners[sharding.slice_of(uids[n])] for n in names}
+        apply_and_wait_for_configmaps(cluster, namespace, names)
+        owner = owners_of(cluster, namespace, {"s1", "s2"})
         for n in names:
             other = "s2" if owner[n] == "s1" else "s1"
             assert reconciles(ops[owner[n]], namespace, n) >= 1 and reconciles(ops[other], namespace, n) == 0, n
@@ -315,17 +328,12 @@ def test_without_sharded_watches_replicas_filter_by_the_same_hash(own_cluster: C
         wait_for(lambda: members_of(cluster, namespace, operator) == {"f1": {"f1", "f2"}, "f2": {"f1", "f2"}},
                  what="both members agreeing", timeout=60)
         names = [f"plain{i}" for i in range(6)]
-        cluster.apply(json.dumps({"apiVersion": "v1", "kind": "List",
-                                  "items": [json.loads(example_manifest(n, {"k": n})) for n in names]}), namespace)
-        wait_for(lambda: all(cluster.get("configmap", f"{n}-example", namespace) for n in names),
-                 what="every Example's ConfigMap", timeout=120)
+        apply_and_wait_for_configmaps(cluster, namespace, names)
         for op in ops.values():
             assert "the apiserver does not offer sharded list and watch" in op.log(), op.log()[-2000:]
-        uids = {o["metadata"]["name"]: o["metadata"]["uid"] for o in cluster.list("examples", namespace)}
-        owners = sharding.assign({"f1", "f2"})
+        owner = owners_of(cluster, namespace, {"f1", "f2"})
         for n in names:
-            owner = owners[sharding.slice_of(uids[n])]
-            assert [m for m, op in ops.items() if reconciles(op, namespace, n)] == [owner], n
+            assert [m for m, op in ops.items() if reconciles(op, namespace, n)] == [owner[n]], n
 
         def split() -> tuple[float, float] | None:
             samples = [scrape(op) for op in ops.values()]
@@ -377,9 +385,7 @@ def test_requeues_and_retries_carry_on_after_a_handover(start_operator: StartOpe
     wait_for(lambda: members_of(cluster, namespace, "retry") == {"a": {"a"}}, what="a alone", timeout=60)
     steady = [f"steady{i}" for i in range(8)]
     failing = [f"failing{i}" for i in range(8)]
-    cluster.apply(json.dumps({"apiVersion": "v1", "kind": "List", "items": [
-        *(json.loads(example_manifest(n, {"fail": "no"})) for n in steady),
-        *(json.loads(example_manifest(n, {"fail": "yes"})) for n in failing)]}), namespace)
+    apply_examples(cluster, namespace, {**{n: {"fail": "no"} for n in steady}, **{n: {"fail": "yes"} for n in failing}})
     wait_for(lambda: all(reconciles(a, namespace, n) >= 1 for n in steady + failing), what="a's first runs",
              timeout=120)
 
@@ -387,10 +393,9 @@ def test_requeues_and_retries_carry_on_after_a_handover(start_operator: StartOpe
     wait_for(lambda: members_of(cluster, namespace, "retry") == {"a": {"a", "b"}, "b": {"a", "b"}},
              what="a and b agreeing", timeout=60)
     handed_over = {n: reconciles(a, namespace, n) for n in steady + failing}  # a drained before it let go
-    uids = {o["metadata"]["name"]: o["metadata"]["uid"] for o in cluster.list("examples", namespace)}
-    owners = sharding.assign({"a", "b"})
-    b_steady = [n for n in steady if owners[sharding.slice_of(uids[n])] == "b"]
-    b_failing = [n for n in failing if owners[sharding.slice_of(uids[n])] == "b"]
+    owner = owners_of(cluster, namespace, {"a", "b"})
+    b_steady = [n for n in steady if owner[n] == "b"]
+    b_failing = [n for n in failing if owner[n] == "b"]
     assert b_steady and b_failing, "b takes some of each (8 of each, about half)"
 
     def failed(op: OperatorProcess, name: str) -> int:

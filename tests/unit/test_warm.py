@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -254,34 +255,36 @@ time.sleep(300)
 """
 
 
-def test_a_job_dies_with_its_operator(tmp_path: Path) -> None:
+@contextmanager
+def operator_with_a_job(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], int, int]]:
+    """A stand-in operator (OWNER_SCRIPT) with a long job in its warm python server: the
+    operator's process, the job's pid and its caller's (the shim's), the operator killed after."""
     pid_file = tmp_path / "job.pid"
+    shim_file = Path(f"{pid_file}.shim")
     owner = subprocess.Popen([sys.executable, "-c", OWNER_SCRIPT, str(pid_file)], cwd=Path(__file__).parents[2])
     try:
-        wait_for(lambda: pid_file.exists() and pid_file.read_text(), what="the job to start", timeout=60)
-        job = int(pid_file.read_text())
-        assert pid_alive(job)
-        owner.kill()  # as SIGKILL ends an operator: nothing of its own runs after it
-        owner.wait()
-        wait_for(lambda: not pid_alive(job), what="the job to end with its operator", timeout=15)
+        wait_for(lambda: all(f.exists() and f.read_text() for f in (pid_file, shim_file)), what="the job to start",
+                 timeout=60)
+        yield owner, int(pid_file.read_text()), int(shim_file.read_text())
     finally:
         owner.kill()
 
 
+def test_a_job_dies_with_its_operator(tmp_path: Path) -> None:
+    with operator_with_a_job(tmp_path) as (owner, job, _):
+        assert pid_alive(job)
+        owner.kill()  # as SIGKILL ends an operator: nothing of its own runs after it
+        owner.wait()
+        wait_for(lambda: not pid_alive(job), what="the job to end with its operator", timeout=15)
+
+
 def test_a_job_dies_with_its_caller(tmp_path: Path) -> None:
-    pid_file = tmp_path / "job.pid"
-    owner = subprocess.Popen([sys.executable, "-c", OWNER_SCRIPT, str(pid_file)], cwd=Path(__file__).parents[2])
-    try:
-        wait_for(lambda: pid_file.exists() and pid_file.read_text(), what="the job to start", timeout=60)
-        job = int(pid_file.read_text())
-        shim = int(Path(f"{pid_file}.shim").read_text())
+    with operator_with_a_job(tmp_path) as (owner, job, shim):
         # ansible-runner ends a run that timed out, or was cancelled, with SIGKILL to the shim's
         # group: no signal reaches the job, and the operator lives on.
         os.kill(shim, signal.SIGKILL)
         wait_for(lambda: not pid_alive(job), what="the job to end with its caller", timeout=15)
         assert owner.poll() is None
-    finally:
-        owner.kill()
 
 
 def test_a_run_that_outlasts_its_timeout_is_ended_with_its_tasks(warm: WarmAnsible, tmp_path: Path) -> None:
