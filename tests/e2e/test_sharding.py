@@ -254,7 +254,9 @@ def test_sharded_replicas_as_the_namespaced_account(cluster: Cluster, crds: None
         cluster.kubectl("delete", "configmap", f"{name}-example", "-n", namespace)
         wait_for(lambda: cluster.get("configmap", f"{name}-example", namespace), what="the ConfigMap made again",
                  timeout=60)
-        assert reconciles(ops[owner[name]], namespace, name) > before[owner[name]]
+        # The run made the ConfigMap before it ended and logged: wait for its line.
+        wait_for(lambda: reconciles(ops[owner[name]], namespace, name) > before[owner[name]],
+                 what="the owner's run logged", timeout=60)
         other = "s2" if owner[name] == "s1" else "s1"
         assert reconciles(ops[other], namespace, name) == before[other]
 
