@@ -220,6 +220,12 @@ def reconciles(op: OperatorProcess, namespace: str, name: str) -> int:
     return op.log().count(f"reconciled Example {namespace}/{name} ")
 
 
+def wait_for_owners_runs(ops: dict[str, OperatorProcess], namespace: str, owner: dict[str, str]) -> None:
+    """Until each object's owner has logged a run of it (a run makes the ConfigMap, then logs)."""
+    wait_for(lambda: all(reconciles(ops[m], namespace, n) >= 1 for n, m in owner.items()),
+             what="each owner's run logged", timeout=60)
+
+
 def test_sharded_replicas_as_the_namespaced_account(cluster: Cluster, crds: None, namespace: str,
                                                     tmp_path: Path) -> None:
     """Two replicas with the shipped namespaced RBAC: each object is reconciled by its owner
@@ -244,9 +250,10 @@ def test_sharded_replicas_as_the_namespaced_account(cluster: Cluster, crds: None
         names = [f"shared{i}" for i in range(8)]
         apply_and_wait_for_configmaps(cluster, namespace, names)
         owner = owners_of(cluster, namespace, {"s1", "s2"})
+        wait_for_owners_runs(ops, namespace, owner)
         for n in names:
             other = "s2" if owner[n] == "s1" else "s1"
-            assert reconciles(ops[owner[n]], namespace, n) >= 1 and reconciles(ops[other], namespace, n) == 0, n
+            assert reconciles(ops[other], namespace, n) == 0, n
 
         # A dependent's change reaches the owner's replica, and only it.
         name = names[0]
@@ -334,6 +341,7 @@ def test_without_sharded_watches_replicas_filter_by_the_same_hash(own_cluster: C
         for op in ops.values():
             assert "the apiserver does not offer sharded list and watch" in op.log(), op.log()[-2000:]
         owner = owners_of(cluster, namespace, {"f1", "f2"})
+        wait_for_owners_runs(ops, namespace, owner)
         for n in names:
             assert [m for m, op in ops.items() if reconciles(op, namespace, n)] == [owner[n]], n
 
