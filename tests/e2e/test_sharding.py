@@ -38,6 +38,9 @@ from tests.support import (
 FAST_LEASE = ["--leader-elect-lease-duration", "4s", "--leader-elect-renew-deadline", "3s",
               "--leader-elect-retry-period", "500ms"]
 OBJECTS = 24
+# How long a SIGKILLed replica's in-flight runs may take to die after it (the fork server notices
+# through a pidfd); the probe's 0.8 s of work is longer, so a run that escaped would still show.
+KILL_REACH = 0.5
 
 PROBE = """#!/bin/sh
 # start|end, the object, the replica, the wall time: one line each, appended.
@@ -186,8 +189,9 @@ def test_replicas_never_run_one_object_at_once(cluster: Cluster, namespace: str,
     for op in replicas.running.values():
         op.assert_alive()
 
-    # No two runs of one object overlap. A run cut by a SIGKILL ends at the kill, and nothing a
-    # killed replica started writes anything after it.
+    # No two runs of one object overlap. A run cut by a SIGKILL ends at the kill: the fork server
+    # sees its caller gone (a pidfd) and kills the run's process group a moment later, far inside
+    # the lease the next owner waits out, and nothing the killed replica started writes after that.
     killed_at = dict(replicas.killed)
     spans: dict[str, list[tuple[float, float, str]]] = defaultdict(list)
     open_runs: dict[tuple[str, str], float] = {}
@@ -197,7 +201,7 @@ def test_replicas_never_run_one_object_at_once(cluster: Cluster, namespace: str,
         else:
             started = open_runs.pop((obj, member))
             if member in killed_at and started < killed_at[member]:
-                assert at <= killed_at[member], f"a run of {obj} outlived {member}, SIGKILLed before it ended"
+                assert at <= killed_at[member] + KILL_REACH, f"a run of {obj} outlived {member} by more than a moment"
             spans[obj].append((started, at, member))
     assert any(process == "r2.1" for _, process in open_runs), "r2 was killed with a run in flight"
     for (obj, member), started in open_runs.items():
