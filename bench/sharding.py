@@ -135,6 +135,7 @@ class Replica:
              "--sharding", "--sharding-member", member, "--leader-election-namespace", namespace,
              "--metrics-bind-address", f"127.0.0.1:{self.metrics_port}",
              "--health-probe-bind-address", f"127.0.0.1:{devkit.free_port()}",
+             "--user-metrics-bind-address", f"127.0.0.1:{devkit.free_port()}",
              "--ansible-artifacts-dir", str(workdir / "artifacts"), "--log-format", "json"],
             cwd=workdir, env=env, stdout=self.log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             start_new_session=True)

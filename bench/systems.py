@@ -174,6 +174,7 @@ class Ours(System):
         self._spawn([str(exe), "run", "--watches-file", str(watches),
                      "--metrics-bind-address", f"127.0.0.1:{self.metrics_port}",
                      "--health-probe-bind-address", f"127.0.0.1:{free_port()}",
+                     "--user-metrics-bind-address", f"127.0.0.1:{free_port()}",
                      "--ansible-artifacts-dir", str(self.workdir / "artifacts"),
                      "--log-format", "json"], env)
         self.wait_ready()

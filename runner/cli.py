@@ -142,12 +142,16 @@ def _run(config: OperatorSettings, watches: list[Watch]) -> int:
             return (True, "ok") if watching.is_set() else (False, "starting")
 
         server = probes.ProbeServer(metrics=metrics, metrics_address=config.serving.metrics_address,
-                                    health_address=config.serving.health_address, ready=ready)
+                                    health_address=config.serving.health_address, ready=ready,
+                                    user_metrics_address=config.serving.user_metrics_address)
         try:
             await server.start()
         except OSError as err:
             log.error("cannot serve metrics and probes: %s", err)
             return 1
+        if served := server.bound.get("POST /metrics"):
+            host, port = served[0]
+            reconciler.user_metrics_url = f"http://{f'[{host}]' if ':' in host else host}:{port}/metrics"
         try:
             await run_operator(watches, reconciler, namespaces=namespaces, stop=stop, metrics=metrics,
                                elector=elector, ready=watching, member=member)

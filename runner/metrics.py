@@ -31,6 +31,9 @@ live members; ``permitted``: those it may run now), ``playbook_operator_shard_ha
 and ``playbook_operator_shard_slices_moved_total{direction}`` (each view it published, and the
 slices ``gained`` and ``let_go``), and ``playbook_operator_shard_drain_seconds`` (how long it
 waited for its runs in slices it let go).
+
+And the metrics roles define with ``operator_sdk.util.osdk_metric`` (`runner.usermetrics`),
+under the names the roles give them.
 """
 
 from __future__ import annotations
@@ -47,6 +50,7 @@ from prometheus_client.registry import Collector
 
 from runner import __version__
 from runner.status import parse_time
+from runner.usermetrics import GO_DEFAULT_BUCKETS, UserMetrics
 
 SUCCEEDED = "succeeded"
 FAILED = "failed"
@@ -55,9 +59,6 @@ RESULTS = (SUCCEEDED, FAILED)
 # Task outcomes as the Ansible recap counts them ("ignored" is a failure the task tolerated).
 TASK_OUTCOMES = ("ok", "changed", "failed", "skipped", "ignored")
 
-# prometheus/client_golang's DefBuckets: the SDK's histogram uses them, and dashboards
-# that read its buckets expect the same edges.
-GO_DEFAULT_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 # controller-runtime's workqueue buckets: 10 ns to 1,000 s, ten to a bucket.
 QUEUE_BUCKETS = tuple(1e-8 * 10**i for i in range(12))
 # An Ansible run takes seconds to minutes; a task milliseconds to minutes.
@@ -65,6 +66,8 @@ RECONCILE_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0, 120.
 TASK_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
 
 _WATCH_LABELS = ("group", "version", "kind")
+# The samples a metric family's name stands for: no user metric may take one of these either.
+_SAMPLE_SUFFIXES = ("_total", "_created", "_bucket", "_sum", "_count")
 
 
 def gvk_label(group: str, version: str, kind: str) -> str:
@@ -191,6 +194,9 @@ class Metrics:
         self._queues = _QueueCollector()
         reg.register(self._queues)
         ProcessCollector(registry=reg)
+        own = {m.name for m in reg.collect()}
+        # What roles define with osdk_metric (runner.usermetrics), served beside these.
+        self.user = UserMetrics(reserved=frozenset(n + s for n in own for s in ("", *_SAMPLE_SUFFIXES)))
 
     # -- recording
 
@@ -266,6 +272,21 @@ class Metrics:
     # -- exposition
 
     def render(self, accept: str = "") -> tuple[bytes, str]:
-        """The registry in the format the ``Accept`` header asks for, and its content type."""
+        """The registry and the user metrics in the format the ``Accept`` header asks for, and its
+        content type."""
         encoder, content_type = choose_encoder(accept)
-        return encoder(self.registry), content_type
+        if not content_type.startswith("application/openmetrics-text"):
+            return encoder(self.registry) + self.user.text().encode(), content_type
+        # OpenMetrics ends with one `# EOF`: the user metrics go before it.
+        ours = encoder(self.registry).removesuffix(b"# EOF\n")
+        return ours + encoder(_Families(self.user)), content_type
+
+
+class _Families:
+    """Anything with collect(), as the exposition functions want a registry."""
+
+    def __init__(self, source: UserMetrics) -> None:
+        self.source = source
+
+    def collect(self) -> Iterator[Metric]:
+        return self.source.collect()

@@ -1,6 +1,7 @@
 """The operator's HTTP endpoints: ``/metrics`` for Prometheus, ``/healthz`` and ``/readyz`` for
-the kubelet's probes. One small aiohttp server on the event loop the operator runs on, so an
-answer from ``/healthz`` is itself the proof that the loop is alive.
+the kubelet's probes, and ``POST /metrics`` on the user-metrics address for the runs'
+``osdk_metric`` requests (`runner.usermetrics`). One small aiohttp server on the event loop the
+operator runs on, so an answer from ``/healthz`` is itself the proof that the loop is alive.
 
 Addresses are spelt as controller-runtime spells them: ``:8080`` is every interface,
 ``127.0.0.1:8080`` (or ``[::1]:8080``) one host, and ``0`` turns the endpoint off; they are read
@@ -9,6 +10,7 @@ with the other settings (``runner.settings.parse_bind_address``).
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable
 
@@ -16,6 +18,10 @@ from aiohttp import web
 
 from runner.metrics import Metrics
 from runner.settings import BindAddress
+from runner.usermetrics import UserMetricError
+
+# A user-metric request is a few hundred bytes; anything near this is not one.
+MAX_USER_METRIC_REQUEST = 64 * 1024
 
 log = logging.getLogger("playbook_operator.probes")
 
@@ -31,7 +37,8 @@ class ProbeServer:
     """Serves /metrics on one address and /healthz, /readyz on another (or all on one)."""
 
     def __init__(self, *, metrics: Metrics | None, metrics_address: BindAddress | None,
-                 health_address: BindAddress | None, ready: Check = always_ok, healthy: Check = always_ok) -> None:
+                 health_address: BindAddress | None, ready: Check = always_ok, healthy: Check = always_ok,
+                 user_metrics_address: BindAddress | None = None) -> None:
         self.metrics = metrics
         self.ready = ready
         self.healthy = healthy
@@ -40,8 +47,11 @@ class ProbeServer:
             self._add(metrics_address, [web.get("/metrics", self._metrics)])
         if health_address is not None:
             self._add(health_address, [web.get("/healthz", self._healthz), web.get("/readyz", self._readyz)])
+        if metrics is not None and user_metrics_address is not None:
+            self._add(user_metrics_address, [web.post("/metrics", self._user_metric)])
         self._runners: list[web.AppRunner] = []
-        self.bound: dict[str, list[tuple[str, int]]] = {}  # path -> where it is served, once started
+        # "GET /metrics", "POST /metrics", ... -> where it is served, once started.
+        self.bound: dict[str, list[tuple[str, int]]] = {}
 
     def _add(self, address: BindAddress, routes: list[web.RouteDef]) -> None:
         # One address named twice is one listener; two requests for any free port are two.
@@ -55,7 +65,7 @@ class ProbeServer:
         """Bind every address; raises OSError if one is taken (nothing stays bound then)."""
         try:
             for address, routes in self._routes:
-                app = web.Application()
+                app = web.Application(client_max_size=MAX_USER_METRIC_REQUEST)
                 app.add_routes(routes)
                 runner = web.AppRunner(app, access_log=None, handle_signals=False)
                 await runner.setup()
@@ -64,9 +74,9 @@ class ProbeServer:
                 await site.start()
                 sockets = [(str(a[0]), int(a[1])) for a in runner.addresses]
                 for route in routes:
-                    path = route.path
-                    self.bound.setdefault(path, []).extend(sockets)
-                    log.info("serving %s on %s", path, ", ".join(f"{h}:{p}" for h, p in sockets) or str(address))
+                    served = f"{route.method} {route.path}"
+                    self.bound.setdefault(served, []).extend(sockets)
+                    log.info("serving %s on %s", served, ", ".join(f"{h}:{p}" for h, p in sockets) or str(address))
         except BaseException:
             await self.stop()
             raise
@@ -80,6 +90,16 @@ class ProbeServer:
         assert self.metrics is not None
         body, content_type = self.metrics.render(request.headers.get("Accept", ""))
         return web.Response(body=body, headers={"Content-Type": content_type})
+
+    async def _user_metric(self, request: web.Request) -> web.Response:
+        assert self.metrics is not None
+        try:
+            self.metrics.user.apply(json.loads(await request.read()))
+        except (UnicodeDecodeError, json.JSONDecodeError) as err:
+            return web.Response(status=400, text=f"the request is not JSON: {err}")
+        except UserMetricError as err:
+            return web.Response(status=400, text=str(err))
+        return web.Response(text="ok")
 
     async def _healthz(self, request: web.Request) -> web.Response:
         return _answer(self.healthy())

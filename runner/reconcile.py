@@ -22,6 +22,7 @@ from runner.extravars import Overrides, build_extra_vars, object_overrides
 from runner.kube import Kube, ResourceRef
 from runner.ownerrefs import DEPENDENTS_ENV, OWNER_ENV
 from runner.settings import AnsibleSettings
+from runner.usermetrics import USER_METRICS_ENV
 from runner.warm import WarmAnsible
 from runner.watches import Watch
 
@@ -33,7 +34,7 @@ log = logging.getLogger("playbook_operator.reconcile")
 
 def run_env(settings: AnsibleSettings, obj: Mapping[str, Any], dependents_file: Path | None = None) -> dict[str, str]:
     """Environment for one run: the cluster to talk to and, for owner references, the owner."""
-    env: dict[str, str] = {}
+    env: dict[str, str] = {USER_METRICS_ENV: ""}  # the operator names its endpoint when it serves one
     if dependents_file is not None:
         env[DEPENDENTS_ENV] = str(dependents_file)
     if settings.kubeconfig:
@@ -152,6 +153,8 @@ class Reconciler:
         self.warm = warm  # the warm fork servers' shims; None runs Ansible cold
         # The API endpoint runs talk to (set once it listens); None: the apiserver itself.
         self.proxy: ApiProxy | None = None
+        # Where runs' osdk_metric requests go (set once the operator listens); empty: nowhere.
+        self.user_metrics_url = ""
 
     async def reconcile(self, watch: Watch, ref: ResourceRef, obj: dict[str, Any]) -> Outcome:
         started = time.monotonic()
@@ -200,6 +203,8 @@ class Reconciler:
         for warning in overrides.warnings:
             log.warning("%s %s/%s: %s", watch.kind, obj["metadata"].get("namespace", ""), obj["metadata"]["name"],
                         warning)
+        if self.user_metrics_url:
+            request = replace(request, env={**request.env, USER_METRICS_ENV: self.user_metrics_url})
         proxy = self.proxy
         if proxy is None:
             result = await asyncio.to_thread(ansible.run, request)

@@ -63,6 +63,9 @@ RECONCILE_ARTIFACTS_DIR = "reconcile"
 RECONCILE_ANSIBLE_VERBOSITY = 0  # `reconcile -f` prints each task itself
 METRICS_BIND_ADDRESS = ":8080"
 HEALTH_PROBE_BIND_ADDRESS = ":6789"
+# Where runs POST their osdk_metric requests: the SDK's address, which its operator_sdk.util
+# module has built in.
+USER_METRICS_BIND_ADDRESS = "localhost:5050"
 # controller-runtime's (and the SDK's --leader-elect-lease-duration, -renew-deadline, -retry-period).
 LEASE_DURATION = 15.0
 RENEW_DEADLINE = 10.0
@@ -259,6 +262,10 @@ class Serving:
     health_address: BindAddress | None = field(
         default_factory=lambda: parse_bind_address(HEALTH_PROBE_BIND_ADDRESS))
     """``--health-probe-bind-address``: where ``/healthz`` and ``/readyz`` are served; None: not served."""
+    user_metrics_address: BindAddress | None = field(
+        default_factory=lambda: parse_bind_address(USER_METRICS_BIND_ADDRESS))
+    """``--user-metrics-bind-address``: where runs POST ``osdk_metric`` requests (`runner.usermetrics`);
+    None: not served, and the module records nothing."""
 
 
 @dataclass(frozen=True)
@@ -319,7 +326,8 @@ class OperatorSettings:
             inject_owner_ref=args.inject_owner_ref, warm=args.warm_ansible, cache_reads=args.cache_reads,
             kubeconfig=kubeconfig)
         serving = Serving(metrics_address=parse_bind_address(args.metrics_bind_address),
-                          health_address=parse_bind_address(args.health_probe_bind_address))
+                          health_address=parse_bind_address(args.health_probe_bind_address),
+                          user_metrics_address=parse_bind_address(args.user_metrics_bind_address))
         timings = Timings(args.leader_elect_lease_duration, args.leader_elect_renew_deadline,
                           args.leader_elect_retry_period)
         namespace = args.leader_election_namespace or default_lease_namespace(environment)
@@ -423,6 +431,9 @@ RUN_FLAGS: tuple[Flag, ...] = (
          METRICS_BIND_ADDRESS, options={"metavar": "ADDRESS"}),
     Flag("--health-probe-bind-address", "where /healthz and /readyz are served: HOST:PORT, :PORT, or 0 to disable",
          HEALTH_PROBE_BIND_ADDRESS, options={"metavar": "ADDRESS"}),
+    Flag("--user-metrics-bind-address", "where roles' operator_sdk.util.osdk_metric requests are received (served "
+         "on /metrics with the rest): HOST:PORT, or 0 to disable", USER_METRICS_BIND_ADDRESS,
+         options={"metavar": "ADDRESS"}),
     Flag("--leader-elect", "run as one replica of several: only the holder of a Lease watches and reconciles",
          False, options={"action": "store_true"}),
     Flag("--sharding", "run as one of several replicas that split the objects between them: each holds a "

@@ -120,8 +120,9 @@ class OperatorProcess:
     by side on one cluster, so a cluster-wide operator would reconcile other tests' objects: only a
     test marked `serial` may start one (see tests/conftest.py).
 
-    Metrics and probes are served on free ports of 127.0.0.1 unless `args` names addresses:
-    several operators run at once on one machine, and the SDK's default ports would collide.
+    Metrics, probes and the user-metrics endpoint are served on free ports of 127.0.0.1 unless
+    `args` names addresses: several operators run at once on one machine, and the SDK's default
+    ports would collide.
     """
 
     def __init__(self, cluster: Cluster, *, workdir: Path, namespaces: Sequence[str] | None,
@@ -139,6 +140,7 @@ class OperatorProcess:
         self.proc: subprocess.Popen[bytes] | None = None
         self.metrics_address = self._address("--metrics-bind-address")
         self.health_address = self._address("--health-probe-bind-address")
+        self.user_metrics_address = self._address("--user-metrics-bind-address")
 
     def _address(self, flag: str) -> str:
         for i, arg in enumerate(self.args):

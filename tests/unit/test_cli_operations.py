@@ -33,6 +33,7 @@ def test_durations_are_go_durations() -> None:
 @pytest.mark.parametrize(("flags", "message"), [
     (["--metrics-bind-address", "8080"], "invalid bind address"),
     (["--health-probe-bind-address", "[::1:80"], "invalid bind address"),
+    (["--user-metrics-bind-address", "5050"], "invalid bind address"),
     (["--leader-elect-lease-duration", "5s"], "must be longer than the renew deadline"),
     (["--leader-elect", "--leader-election-namespace", ""], "--leader-election-namespace is required"),
 ])

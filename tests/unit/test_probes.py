@@ -40,8 +40,8 @@ async def test_metrics_and_probes_on_two_ports() -> None:
                          health_address=BindAddress("127.0.0.1", 0), ready=lambda: readiness[0])
     await server.start()
     try:
-        (mhost, mport), = server.bound["/metrics"]
-        (hhost, hport), = server.bound["/healthz"]
+        (mhost, mport), = server.bound["GET /metrics"]
+        (hhost, hport), = server.bound["GET /healthz"]
         assert mport != hport
 
         status, content_type, text = await get(f"http://{mhost}:{mport}/metrics")
@@ -64,8 +64,8 @@ async def test_one_address_for_everything_and_disabled_metrics() -> None:
     server = ProbeServer(metrics=Metrics(), metrics_address=None, health_address=BindAddress("127.0.0.1", 0))
     await server.start()
     try:
-        assert "/metrics" not in server.bound
-        (host, port), = server.bound["/readyz"]
+        assert "GET /metrics" not in server.bound
+        (host, port), = server.bound["GET /readyz"]
         assert (await get(f"http://{host}:{port}/readyz"))[::2] == (200, "ok")
     finally:
         await server.stop()
@@ -75,7 +75,7 @@ async def test_a_taken_port_fails_the_start() -> None:
     first = ProbeServer(metrics=None, metrics_address=None, health_address=BindAddress("127.0.0.1", 0))
     await first.start()
     try:
-        (_, port), = first.bound["/healthz"]
+        (_, port), = first.bound["GET /healthz"]
         second = ProbeServer(metrics=Metrics(), metrics_address=BindAddress("127.0.0.1", 0),
                              health_address=BindAddress("127.0.0.1", port))
         with pytest.raises(OSError):

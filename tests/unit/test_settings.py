@@ -44,6 +44,7 @@ def test_the_defaults() -> None:
     assert election.timings == Timings(15.0, 10.0, 2.0)
     assert config.serving.metrics_address == BindAddress(None, 8080)
     assert config.serving.health_address == BindAddress(None, 6789)
+    assert config.serving.user_metrics_address == BindAddress("localhost", 5050)  # the SDK's, built into its module
     assert (config.logging.format, config.logging.level) == ("text", "INFO")
     assert config.commit == ""
 
@@ -81,7 +82,8 @@ def test_flags() -> None:
                              "4", "--ansible-verbosity", "0", "--ansible-args", "--tags x", "--ansible-artifacts-dir",
                              "/art", "--inject-owner-ref", "false", "--warm-ansible", "no", "--log-format", "json",
                              "--log-level", "debug", "--metrics-bind-address", "0", "--health-probe-bind-address",
-                             "127.0.0.1:7000", "--leader-elect", "--leader-election-namespace", "ops",
+                             "127.0.0.1:7000", "--user-metrics-bind-address", "0", "--leader-elect",
+                             "--leader-election-namespace", "ops",
                              "--leader-elect-lease-duration", "1m"], {})
     assert config.watching.watches_file == "w.yaml"
     assert config.watching.defaults.reconcile_period_seconds() == 90
@@ -91,6 +93,7 @@ def test_flags() -> None:
     assert (config.logging.format, config.logging.level) == ("json", "debug")
     assert config.serving.metrics_address is None
     assert config.serving.health_address == BindAddress("127.0.0.1", 7000)
+    assert config.serving.user_metrics_address is None
     assert (config.leader_election.enabled, config.leader_election.namespace) == (True, "ops")
     assert config.leader_election.timings == Timings(60.0, 10.0, 2.0)
 
