@@ -131,24 +131,47 @@ ANSIBALLZ_LOADER = "ansible.module_utils._internal._ansiballz._loader"
 def _enter_payloads() -> None:
     """Square the preloaded ansible-core with each module's payload before the module runs.
 
-    AnsiballZ's wrapper puts the payload first on sys.path and calls ``run_module`` of
-    `ANSIBALLZ_LOADER` with its path, before anything of the payload is imported: that call
-    enters the payload first (`codecache.Preloaded.enter`). When the preloaded modules had to
-    go, the payload's own loader runs the module, as in a fresh interpreter.
+    AnsiballZ's wrapper puts the payload first on sys.path, then runs the module through one
+    call that names the payload: ``run_module`` of `ANSIBALLZ_LOADER` (ansible-core 2.19) or
+    ``runpy.run_module`` with ``_modlib_path`` in its globals (2.18). That call enters the payload
+    first (`codecache.Preloaded.enter`). When the preloaded modules had to go, the module runs on
+    the payload's own, as in a fresh interpreter.
     """
+    preloaded = codecache.Preloaded.snapshot()
     loader = sys.modules.get(ANSIBALLZ_LOADER)
     run_module = getattr(loader, "run_module", None)
-    if loader is None or run_module is None:
-        return
-    preloaded = codecache.Preloaded.snapshot()
+    if loader is not None and run_module is not None:
 
-    def run_module_in_payload(**kwargs: Any) -> Any:
-        payload = kwargs.get("modlib_path")
-        if not isinstance(payload, str) or preloaded.enter(payload):
-            return run_module(**kwargs)
-        return importlib.import_module(ANSIBALLZ_LOADER).run_module(**kwargs)
+        def run_module_in_payload(**kwargs: Any) -> Any:
+            payload = kwargs.get("modlib_path")
+            if not isinstance(payload, str) or preloaded.enter(payload):
+                return run_module(**kwargs)
+            return importlib.import_module(ANSIBALLZ_LOADER).run_module(**kwargs)
 
-    loader.run_module = run_module_in_payload  # type: ignore[attr-defined]
+        loader.run_module = run_module_in_payload  # type: ignore[attr-defined]
+    else:
+        _enter_payloads_from_runpy(preloaded)
+
+
+def _enter_payloads_from_runpy(preloaded: codecache.Preloaded) -> None:
+    """ansible-core 2.18: the wrapper imports ``basic`` from the payload (here: the preloaded one),
+    hands it the module's arguments, then calls ``runpy.run_module``."""
+    import runpy
+
+    run_module = runpy.run_module
+
+    def run_module_in_payload(mod_name: str, init_globals: dict[str, Any] | None = None,
+                              run_name: str | None = None, alter_sys: bool = False) -> Any:
+        payload = (init_globals or {}).get("_modlib_path")
+        if isinstance(payload, str):
+            args = getattr(sys.modules.get("ansible.module_utils.basic"), "_ANSIBLE_ARGS", None)
+            if not preloaded.enter(payload):
+                # The payload's own basic, which must be handed the arguments in turn.
+                basic = importlib.import_module("ansible.module_utils.basic")
+                basic._ANSIBLE_ARGS = args  # type: ignore[attr-defined]
+        return run_module(mod_name, init_globals=init_globals, run_name=run_name, alter_sys=alter_sys)
+
+    runpy.run_module = run_module_in_payload
 
 
 # ---------------------------------------------------------------- the child side of a job

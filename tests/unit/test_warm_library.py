@@ -1,11 +1,12 @@
 """Modules shipped beside a role or a playbook (``library/``) and a role's own ``module_utils/``
 run the same warm, warm falling back to cold, and cold.
 
-Ansible packs such a module into its payload as ``ansible.legacy.<name>`` and the role's module_utils
-as ``ansible.module_utils.<name>``: inside the ``ansible`` package that the warm module server has
-already imported from the installation. The module must find them there, see the role's copy of a
-module_utils file that has the name of one of ansible-core's, and see ``ansible`` as a fresh
-interpreter does. Without a cluster: the modules make no API call."""
+Ansible packs such a module into its payload as ``ansible.legacy.<name>`` (ansible-core 2.18:
+``ansible.modules.<name>``) and the role's module_utils as ``ansible.module_utils.<name>``: inside
+the ``ansible`` package that the warm module server has already imported from the installation.
+The module must find them there, see the role's copy of a module_utils file that has the name of
+one of ansible-core's, and see ``ansible`` as a fresh interpreter does. Without a cluster: the
+modules make no API call."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from ansible.release import __version__ as ANSIBLE_CORE
 
 from runner import ansible, codecache
 from runner.warm import WarmAnsible
@@ -29,6 +31,9 @@ from tests.support import wait_for
 ROOT = Path(__file__).resolve().parents[2]
 # The ansible package this interpreter has installed.
 INSTALLED = Path(str(getattr(importlib.util.find_spec("ansible"), "origin", ""))).parent
+
+# The package Ansible packs a module from a library/ folder into, as the module's __spec__ names it.
+LIBRARY_PACKAGE = "ansible.legacy" if tuple(map(int, ANSIBLE_CORE.split(".")[:2])) >= (2, 19) else "ansible.modules"
 
 # What a module reports of the Python it runs in; payload paths and the installation made comparable.
 REPORT = '''
@@ -189,7 +194,7 @@ def test_a_roles_own_modules_and_module_utils_run(path: str, warm: WarmAnsible, 
     greeting, shadowed = out["greeting"], out["shadowed"]
     assert isinstance(greeting, dict) and isinstance(shadowed, dict)
     assert greeting["greeting"] == "hello, operator"
-    assert greeting["fqn"] == "ansible.legacy.hello"
+    assert greeting["fqn"] == f"{LIBRARY_PACKAGE}.hello"
     assert out["shout"] == "HELLO, OPERATOR"
     assert shadowed["urls"] == "the role"
     # ansible and its module_utils as a fresh interpreter has them: the payload's, then the installation's.
