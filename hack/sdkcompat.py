@@ -6,8 +6,8 @@ Sources, read at run time from the Go module cache, never copied into this repos
   advanced    advanced-molecule-operator, which the module's hack/generate/samples/molecule
               generates (its kubebuilder CLI runs in-process; built once, as `sdk-samples`)
 
-A layout, one per operator and ansible-core version, under
-$PLAYBOOK_OPERATOR_CACHE/sdk-compat/<sdk version>/<operator>/ansible-<version>/:
+A layout, one per operator and ansible-core version (and hash of its inputs), under
+$PLAYBOOK_OPERATOR_CACHE/sdk-compat/<sdk version>/<operator>/ansible-<version>-<hash>/:
   project/         the operator's project (config/, molecule/, samples)
   opt/ansible/     the image's HOME and working dir: what its Dockerfile COPYs there and what
                    its RUN steps make (the fixture collection, the vault password and vars)
@@ -170,27 +170,22 @@ def _run_step(command: str, layout: Path, venv: Path) -> None:
 
 
 def layout(operator: str, venv: Path) -> Path:
-    """The operator laid out for the virtualenv's ansible-core: made once (in a dir of its own, then
-    renamed, so that concurrent callers never see half of one), kept while its inputs stay the same."""
+    """The operator laid out for the virtualenv's ansible-core: made once per set of inputs (its
+    dir is named by them, so a layout an operator runs from is never replaced under it), in a
+    dir of its own first, then renamed, so that concurrent callers never see half of one."""
     src = source(operator)
     venv = venv.resolve()
-    where = root() / OPERATORS[operator] / f"ansible-{ansible_core_version(venv)}"
-    key = f"{src}\n{venv}\n{hashlib.sha256(Path(__file__).read_bytes()).hexdigest()}\n"
-    mark = where / ".complete"
-    if mark.exists() and mark.read_text() == key:
+    key = hashlib.sha256(f"{src}\n{venv}\n".encode() + Path(__file__).read_bytes()).hexdigest()[:12]
+    where = root() / OPERATORS[operator] / f"ansible-{ansible_core_version(venv)}-{key}"
+    if where.exists():
         return where
     new = where.with_name(f"{where.name}.{os.getpid()}")
     shutil.rmtree(new, ignore_errors=True)
     _make_layout(src, venv, new)
-    (new / ".complete").write_text(key)
-    old = where.with_name(f"{where.name}.old.{os.getpid()}")
-    if where.exists():
-        where.rename(old)
     try:
         new.rename(where)
     except OSError:  # another caller's came first: the same inputs, so the same layout
         shutil.rmtree(new)
-    shutil.rmtree(old, ignore_errors=True)
     return where
 
 
