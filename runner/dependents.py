@@ -13,11 +13,20 @@ a change to a matching object of that kind reconciles it. That is how a role tha
 objects it does not own (a Secret it projects, workloads it selects, a service that does not
 exist yet) sees them change, without writing anything onto them.
 
+Which changes reconcile whom (`interested`):
+- a role that read an object (by name, or in a list) depends on all of it: any change, its
+  status included, reconciles it (a PodSet counts its pods' readiness; a Provisioned Service
+  publishes its Secret in its status);
+- an owner that only wrote the object is reconciled when it is deleted, or when more than its
+  status and bookkeeping changed (drift to undo); never for its creation (the owner's own
+  doing) nor for the status its controller writes, as the SDK's DependentPredicate filters.
+
 A run's reads are known only once it ends, so a change made while it ran would reach no
 reader. Changes are therefore kept for a while (`CHANGE_MEMORY`), and when a run's reads are
 registered, a change to something it read since it started, or a (re)list of a kind it read
 since it started, reconciles it again; so does every (re)list for the owners that read its
-kind (something may have gone while nothing watched), as an informer's initial list does.
+kind (something may have gone while nothing watched), as an informer's initial list does. A
+relist tells the owners that only wrote what changed or went while nothing watched.
 
 An operator limited to some namespaces (WATCH_NAMESPACE) watches namespaced kinds only there
 (`watch_scopes`), and every watch is first cleared with a SelfSubjectAccessReview: a kind the
@@ -201,14 +210,22 @@ CHANGE_MEMORY = 600.0
 
 @dataclass(frozen=True)
 class Change:
-    """A change a watch saw: when (monotonic), to which object, and whether more than its
-    status and bookkeeping changed (what a reader that found it in a list depends on)."""
+    """A change a watch saw: when (monotonic), and to which object."""
 
     at: float
     api_version: str
     kind: str
     obj: Mapping[str, Any]
-    whole: bool
+
+
+@dataclass(frozen=True)
+class Seen:
+    """What the watches last saw of an object, by uid: where, its `fingerprint`, and its owners
+    (whom its disappearance concerns, once it is gone)."""
+
+    scope: WatchScope | None
+    fingerprint: str
+    owners: tuple[OwnerKey, ...]
 
 
 class DependentWatches:
@@ -228,11 +245,11 @@ class DependentWatches:
         # Scopes started but not permitted (yet): the SelfSubjectAccessReview said no.
         self._refused: set[WatchScope] = set()
         self._reads: dict[OwnerKey, frozenset[ReadInterest]] = {}
-        # Recent changes (CHANGE_MEMORY), when each scope was last listed, and the fingerprint
-        # of each object the watches last saw, by uid (what was more than a status change).
+        # Recent changes (CHANGE_MEMORY), when each scope was last listed, and what the watches
+        # last saw of each object, by uid (what was more than a status change, what went).
         self._changes: deque[Change] = deque()
         self._listed: dict[WatchScope, float] = {}
-        self._fingerprints: dict[str, str] = {}
+        self._seen: dict[str, Seen] = {}
         self.clock: Callable[[], float] = time.monotonic
         self._lock = threading.Lock()
         self._stopped = threading.Event()
@@ -280,35 +297,31 @@ class DependentWatches:
 
     def interested(self, obj: Mapping[str, Any], dep: DependentKind, event: str = "ADDED",
                    whole: bool | None = None) -> list[OwnerKey]:
-        """Everyone to reconcile for a change to `obj`: its owners; the owners that read it by
-        name; and those that found it in a list, unless only its status or bookkeeping changed
-        since the watches last saw it (`whole`, from `record`, else worked out here). A named
-        object is depended on whole (a Provisioned Service publishes its Secret in its status); a
-        list is how a role finds a set of objects, and the status writes that live objects see
-        all the time would otherwise reconcile every role that lists their kind."""
+        """Everyone to reconcile for a change to `obj` (see the module's rule): whoever read it, on
+        any change; its owners that only wrote it, when it is deleted or more than its status and
+        bookkeeping changed since the watches last saw it (`whole`, from `record`, else worked
+        out here)."""
         if whole is None:
             whole = self._whole(obj, event)
-        owners = owners_of(obj)
         with self._lock:
             reads = dict(self._reads)
-        by_name = {o: frozenset(r for r in rs if r.name) for o, rs in reads.items()}
-        by_list = {o: frozenset(r for r in rs if not r.name) for o, rs in reads.items()}
-        named = [o for o in readers_of(obj, dep.api_version, dep.kind, by_name) if o not in owners]
-        listed = [o for o in readers_of(obj, dep.api_version, dep.kind, by_list) if o not in owners + named] \
-            if whole else []
-        return [o for o in owners + named + listed if self.accepts(o, dep.api_version, dep.kind)]
+        readers = readers_of(obj, dep.api_version, dep.kind, reads)
+        drifted = event == "DELETED" or (event == "MODIFIED" and whole)
+        writers = [o for o in owners_of(obj) if o not in readers] if drifted else []
+        return [o for o in readers + writers if self.accepts(o, dep.api_version, dep.kind)]
 
-    def _whole(self, obj: Mapping[str, Any], event: str) -> bool:
+    def _whole(self, obj: Mapping[str, Any], event: str, scope: WatchScope | None = None) -> bool:
         """Whether more than an object's status and bookkeeping changed since the watches last saw
         it (always, for one added or deleted); notes what they saw, by uid."""
         uid = str((obj.get("metadata") or {}).get("uid") or "")
         new = fingerprint(obj)
         with self._lock:
-            whole = event != "MODIFIED" or not uid or self._fingerprints.get(uid) != new
+            before = self._seen.get(uid)
+            whole = event != "MODIFIED" or not uid or before is None or before.fingerprint != new
             if event == "DELETED":
-                self._fingerprints.pop(uid, None)
+                self._seen.pop(uid, None)
             elif uid:
-                self._fingerprints[uid] = new
+                self._seen[uid] = Seen(scope or (before.scope if before else None), new, tuple(owners_of(obj)))
         return whole
 
     def missed(self, reads: Iterable[ReadInterest], started: float) -> bool:
@@ -326,8 +339,8 @@ class DependentWatches:
         for read in reads:
             if any(listed.get(scope, started) > started for scope in watch_scopes(read, self.namespaces)):
                 return True
-            if any(c.api_version == read.api_version and c.kind == read.kind and (read.name or c.whole)
-                   and read.matches(c.obj) for c in changes):
+            if any(c.api_version == read.api_version and c.kind == read.kind and read.matches(c.obj)
+                   for c in changes):
                 return True
         return False
 
@@ -335,28 +348,34 @@ class DependentWatches:
         """Keep a change a watch saw, for the runs going on meanwhile (see `missed`); returns
         whether more than its status changed, for `interested`."""
         meta = obj.get("metadata") or {}
-        whole = self._whole(obj, event)
+        whole = self._whole(obj, event, scope)
         with self._lock:
             self._changes.append(Change(self.clock(), scope.api_version, scope.kind, {
-                "metadata": {k: meta.get(k) for k in ("namespace", "name", "labels")}}, whole))
+                "metadata": {k: meta.get(k) for k in ("namespace", "name", "labels")}}))
         return whole
 
     def listed(self, scope: WatchScope, items: Iterable[Mapping[str, Any]]) -> list[OwnerKey]:
         """A scope was (re)listed: note when, and return whom to reconcile, as an informer's
-        list does: the owners of what is there, and every owner that read this kind there
-        (what it read may have gone while nothing watched)."""
+        relist does: every owner that read this kind there (what it read may have gone while
+        nothing watched), and the owners of what changed or went since the watches last saw it
+        (nothing, on a first list: the owners' own runs made what is there)."""
         with self._lock:
             self._listed[scope] = self.clock()
             reads = dict(self._reads)
-        owners: list[OwnerKey] = []
+            gone = {uid: seen for uid, seen in self._seen.items() if seen.scope == scope}
+        told: list[OwnerKey] = []
         for item in items:
-            owners += [o for o in self.interested(item, scope, "ADDED") if o not in owners]
-        for owner, rs in reads.items():
-            if owner not in owners and any(r.api_version == scope.api_version and r.kind == scope.kind
-                                           and scope in watch_scopes(r, self.namespaces) for r in rs) \
-                    and self.accepts(owner, scope.api_version, scope.kind):
-                owners.append(owner)
-        return owners
+            known = gone.pop(str((item.get("metadata") or {}).get("uid") or ""), None) is not None
+            if self._whole(item, "MODIFIED", scope) and known:  # changed while nothing watched
+                told += owners_of(item)
+        with self._lock:
+            for uid in gone:
+                self._seen.pop(uid, None)
+        told += [o for seen in gone.values() for o in seen.owners]  # went while nothing watched
+        told += [owner for owner, rs in reads.items()
+                 if any(r.api_version == scope.api_version and r.kind == scope.kind
+                        and scope in watch_scopes(r, self.namespaces) for r in rs)]
+        return [o for o in dict.fromkeys(told) if self.accepts(o, scope.api_version, scope.kind)]
 
     def stop(self) -> None:
         self._stopped.set()

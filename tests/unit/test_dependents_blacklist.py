@@ -36,12 +36,14 @@ def test_a_blacklisted_kind_reconciles_none_of_the_owners_of_the_watch_that_list
     accepts = _dependents_accepted([memcached, memfin, quiet])
     deps = DependentWatches(asyncio.new_event_loop(), lambda owner: None, accepts=accepts)
 
-    # Memfin has ConfigMaps watched; a ConfigMap owned by both reaches Memfin alone.
-    owners = deps.interested(owned_by("Memcached", "Memfin", "Quiet"), CONFIGMAP)
+    # Memfin has ConfigMaps watched; a ConfigMap owned by both, deleted, reaches Memfin alone.
+    owners = deps.interested(owned_by("Memcached", "Memfin", "Quiet"), CONFIGMAP, "DELETED")
     assert owners == [OwnerKey(GROUP, "Memfin", "ns", "one")]
     # What Memcached does not blacklist still reaches it; a watch of no dependents hears nothing.
-    owners = deps.interested(owned_by("Memcached", "Quiet", kind="Deployment", api_version="apps/v1"), DEPLOYMENT)
+    owners = deps.interested(owned_by("Memcached", "Quiet", kind="Deployment", api_version="apps/v1"), DEPLOYMENT,
+                             "DELETED")
     assert owners == [OwnerKey(GROUP, "Memcached", "ns", "one")]
-    # A (re)list is told the same way.
+    # A relist is told the same way, of what went while nothing watched.
     scope = WatchScope("v1", "ConfigMap", True, "")
-    assert deps.listed(scope, [owned_by("Memcached", "Memfin")]) == [OwnerKey(GROUP, "Memfin", "ns", "one")]
+    assert deps.listed(scope, [owned_by("Memcached", "Memfin")]) == []  # first sight: the owners made it
+    assert deps.listed(scope, []) == [OwnerKey(GROUP, "Memfin", "ns", "one")]

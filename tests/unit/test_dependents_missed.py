@@ -62,19 +62,19 @@ async def test_changes_before_the_run_or_to_other_objects_reconcile_nothing() ->
     assert told == []
 
 
-async def test_a_listed_object_counts_only_when_more_than_its_status_changed() -> None:
+async def test_a_listed_object_counts_on_any_change_its_status_included() -> None:
     watches, told, clock = await watches_with_clock()
     web = obj("web", "d1", spec={"replicas": 1})
     watches.record(DEPLOYMENTS, "ADDED", web)
     clock.now += 1
     started = clock.now
-    clock.now += 1
-    watches.record(DEPLOYMENTS, "MODIFIED", {**web, "status": {"replicas": 1}})
     watches.ensure([WORKLOADS], owner=BINDING, started=started)
     await asyncio.sleep(0)
-    assert told == []
+    assert told == []  # nothing changed while it ran
+    clock.now += 1
     started = clock.now
-    watches.record(DEPLOYMENTS, "MODIFIED", {**web, "spec": {"replicas": 2}})
+    clock.now += 1
+    watches.record(DEPLOYMENTS, "MODIFIED", {**web, "status": {"replicas": 1}})
     watches.ensure([WORKLOADS], owner=BINDING, started=started)
     await asyncio.sleep(0)
     assert told == [BINDING]
@@ -105,3 +105,17 @@ async def test_a_run_older_than_the_changes_kept_is_reconciled_again() -> None:
     watches.ensure([CREDS], owner=BINDING, started=started)
     await asyncio.sleep(0)
     assert told == [BINDING]
+
+
+async def test_a_relist_tells_owners_what_changed_or_went_while_nothing_watched() -> None:
+    watches, _, _ = await watches_with_clock()
+    owner = OwnerKey("examples.playbook-operator.io", "Example", "team-a", "ex")
+    refs = [{"apiVersion": "examples.playbook-operator.io/v1alpha1", "kind": "Example", "name": "ex", "uid": "9"}]
+    a, b = (obj(n, f"u-{n}", spec={"x": 1}) for n in ("a", "b"))
+    for made in (a, b):
+        made["metadata"]["ownerReferences"] = refs
+    assert watches.listed(DEPLOYMENTS, [a, b]) == []  # first sight: the owner's own runs made them
+    assert watches.listed(DEPLOYMENTS, [a, {**b, "status": {"ready": 1}}]) == []  # status only
+    assert watches.listed(DEPLOYMENTS, [{**a, "spec": {"x": 2}}, b]) == [owner]  # drifted
+    assert watches.listed(DEPLOYMENTS, [{**a, "spec": {"x": 2}}]) == [owner]  # b went
+    assert watches.listed(DEPLOYMENTS, [{**a, "spec": {"x": 2}}]) == []

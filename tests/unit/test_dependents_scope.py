@@ -103,10 +103,12 @@ async def test_a_watch_lists_and_watches_in_its_namespace(api: FakeApi) -> None:
     watches = DependentWatches(asyncio.get_running_loop(), notified.append, api_client=object(),
                                namespaces=["team-a"])
     watches._permitted = lambda resource, scope: True  # type: ignore[method-assign]
+    watches._watch = lambda scope: None  # type: ignore[method-assign]
+    watches.ensure([ReadInterest("v1", "Pod", True, namespace="team-a")], owner=OWNER)  # it lists its pods
     api.run(watches, WatchScope("v1", "Pod", True, "team-a"))
     assert api.calls == [("list", "team-a"), ("watch", "team-a")]
     await asyncio.sleep(0)
-    assert notified == [OWNER]
+    assert notified == [OWNER]  # a list tells those that read the kind there
     # Without namespaces, the same kind is listed and watched across the cluster.
     api.calls.clear()
     everywhere = DependentWatches(asyncio.get_running_loop(), notified.append, api_client=object())

@@ -158,7 +158,7 @@ def test_readers_of_an_object() -> None:
                       {BINDING: frozenset({cluster})}) == [BINDING]
 
 
-async def test_status_only_changes_reconcile_no_lister_but_every_owner_and_named_reader() -> None:
+async def test_readers_hear_of_every_change_and_owners_that_only_wrote_of_drift_and_deletion() -> None:
     watches = DependentWatches(asyncio.get_running_loop(), lambda _: None)
     watches._watch = lambda dep: None  # type: ignore[method-assign]
     read = ReadInterest("apps/v1", "Deployment", True, namespace="team-a")
@@ -166,18 +166,23 @@ async def test_status_only_changes_reconcile_no_lister_but_every_owner_and_named
     web = {**obj("Deployment", "web", api_version="apps/v1"), "spec": {"replicas": 1}}
     web["metadata"] = {**web["metadata"], "uid": "w1", "resourceVersion": "1", "generation": 1}
     assert watches.interested(web, read, "ADDED") == [BINDING]
+    # A reader depends on all it read: a status write reconciles the lister (a PodSet counts its
+    # pods' readiness) as it does a reader by name.
     status_only = {**web, "status": {"replicas": 1}, "metadata": {**web["metadata"], "resourceVersion": "2"}}
-    assert watches.interested(status_only, read, "MODIFIED") == []
+    assert watches.interested(status_only, read, "MODIFIED") == [BINDING]
     relabelled = {**status_only, "metadata": {**status_only["metadata"], "labels": {"tier": "x"}}}
     assert watches.interested(relabelled, read, "MODIFIED") == [BINDING]
     assert watches.interested(relabelled, read, "DELETED") == [BINDING]
-    # Owners hear of every change, status included (a PodSet counts its pods' readiness).
-    owned = {**status_only, "metadata": {**status_only["metadata"], "ownerReferences": [
+    # An owner that only wrote it: not for its creation nor its status, but for drift and deletion.
+    other_ns = ReadInterest("apps/v1", "Deployment", True, namespace="team-b")
+    made = {**web, "metadata": {**web["metadata"], "namespace": "team-b", "uid": "w2", "ownerReferences": [
         {"apiVersion": "examples.playbook-operator.io/v1alpha1", "kind": "Example", "name": "ex", "uid": "9"}]}}
-    watches.interested(owned, read, "MODIFIED")
-    again = {**owned, "status": {"replicas": 2}}
-    assert watches.interested(again, read, "MODIFIED") == [
-        OwnerKey("examples.playbook-operator.io", "Example", "team-a", "ex")]
+    example = OwnerKey("examples.playbook-operator.io", "Example", "team-b", "ex")
+    assert watches.interested(made, other_ns, "ADDED") == []
+    assert watches.interested({**made, "status": {"replicas": 1}}, other_ns, "MODIFIED") == []
+    assert watches.interested({**made, "status": {"replicas": 1}, "spec": {"replicas": 3}}, other_ns,
+                              "MODIFIED") == [example]
+    assert watches.interested(made, other_ns, "DELETED") == [example]
     # Read by name, an object is depended on whole: a Provisioned Service's Secret is in its status.
     service = ReadInterest("example.com/v1", "Database", True, namespace="team-a", name="pg")
     watches.ensure([service], owner=BINDING)
@@ -186,6 +191,20 @@ async def test_status_only_changes_reconcile_no_lister_but_every_owner_and_named
     assert watches.interested(db, service, "ADDED") == [BINDING]
     rotated = {**db, "status": {"binding": {"name": "s2"}}}
     assert watches.interested(rotated, service, "MODIFIED") == [BINDING]
+
+
+async def test_an_owner_that_also_reads_hears_of_every_change() -> None:
+    watches = DependentWatches(asyncio.get_running_loop(), lambda _: None)
+    watches._watch = lambda dep: None  # type: ignore[method-assign]
+    podset = OwnerKey("workloads.playbook-operator.io", "PodSet", "team-a", "web")
+    pods = ReadInterest("v1", "Pod", True, namespace="team-a", label_selector="app=web")
+    watches.ensure([pods], owner=podset)
+    pod = obj("Pod", "web-1", labels={"app": "web"})
+    pod["metadata"] = {**pod["metadata"], "uid": "p1", "ownerReferences": [
+        {"apiVersion": "workloads.playbook-operator.io/v1alpha1", "kind": "PodSet", "name": "web", "uid": "9"}]}
+    assert watches.interested(pod, pods, "ADDED") == [podset]
+    ready = {**pod, "status": {"conditions": [{"type": "Ready", "status": "True"}]}}
+    assert watches.interested(ready, pods, "MODIFIED") == [podset]
 
 
 async def test_watches_route_a_change_to_owners_and_readers_and_a_new_run_replaces_reads() -> None:
@@ -199,8 +218,8 @@ async def test_watches_route_a_change_to_owners_and_readers_and_a_new_run_replac
     assert watches.watching() == {("v1", "Secret")}
     owned = {**obj("Secret", "creds"), "metadata": {**obj("Secret", "creds")["metadata"], "ownerReferences": [
         {"apiVersion": "examples.playbook-operator.io/v1alpha1", "kind": "Example", "name": "ex", "uid": "9"}]}}
-    assert watches.interested(owned, secret_read) == [
-        OwnerKey("examples.playbook-operator.io", "Example", "team-a", "ex"), BINDING]
+    assert watches.interested(owned, secret_read, "MODIFIED") == [
+        BINDING, OwnerKey("examples.playbook-operator.io", "Example", "team-a", "ex")]
     # The binding's next run read another Secret: the first one no longer concerns it.
     watches.ensure([ReadInterest("v1", "Secret", True, namespace="team-a", name="rotated")], owner=BINDING)
     assert watches.interested(obj("Secret", "creds"), secret_read) == []
