@@ -105,6 +105,16 @@ class SdkOperator(OperatorProcess):
         return "\n".join(p.read_text(errors="replace") for p in sorted(self.artifacts.rglob("*")) if p.is_file())
 
 
+def drop_finalizers(cluster: Cluster, namespace: str, *kinds: str) -> None:
+    """No finalizer left on the namespace's objects of those kinds once their operator has stopped
+    (a test that failed half way): else the namespace, and the CRDs, could never be deleted."""
+    for kind in kinds:
+        names = cluster.kubectl("get", kind, "-n", namespace, "-o", "name", check=False).stdout.split()
+        for name in names:
+            cluster.kubectl("patch", name, "-n", namespace, "--type", "merge",
+                            "-p", '{"metadata":{"finalizers":null}}', check=False)
+
+
 def sample(project: Path, name: str) -> dict[str, Any]:
     return dict(yaml.safe_load((project / "config" / "samples" / name).read_text()))
 

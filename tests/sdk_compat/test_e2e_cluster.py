@@ -19,7 +19,16 @@ from pathlib import Path
 import pytest
 
 from tests.sdk_compat.conftest import SdkCrds
-from tests.sdk_compat.sdk import ANSIBLE_VERSIONS, SdkOperator, apply, http_get, http_ok, manager_args, sample
+from tests.sdk_compat.sdk import (
+    ANSIBLE_VERSIONS,
+    SdkOperator,
+    apply,
+    drop_finalizers,
+    http_get,
+    http_ok,
+    manager_args,
+    sample,
+)
 from tests.support import Cluster, wait_for
 
 pytestmark = pytest.mark.xdist_group("memcached")
@@ -62,6 +71,7 @@ def deployed(request: pytest.FixtureRequest, cluster: Cluster, sdk_crds: SdkCrds
         # AfterEach: "cleaning up created API objects during test process" (the curl pod and the
         # metrics ClusterRoleBinding are not made here).
         op.stop()
+        drop_finalizers(cluster, namespace, "memcached")
 
 
 def test_deploying_project_on_the_cluster(deployed: Deployed, tmp_path: Path) -> None:
