@@ -37,10 +37,18 @@ WITHOUT: dict[str, Mapping[str, Sequence[str] | None]] = {
 }
 
 
+# The advanced scenario's playbooks/reconciliationtest.yml sets a ConfigMap's data to
+# '{{ (... | int) + 1 }}': ansible-core 2.19 keeps that an integer, which the apiserver refuses in
+# a ConfigMap's data (2.18 made it a string). The playbook's, not the operator's.
+ANSIBLE_219_TEMPLATING = pytest.mark.xfail(reason="playbooks/reconciliationtest.yml templates an integer into a "
+                                                  "ConfigMap's data under ansible-core 2.19")
+
+
 def scenarios() -> list[object]:
     # A group each: a scenario has a cluster of its own, so they run side by side.
     return [pytest.param(operator, version, id=f"{operator}-{version}",
-                         marks=pytest.mark.xdist_group(f"molecule-{operator}-{version}"))
+                         marks=[pytest.mark.xdist_group(f"molecule-{operator}-{version}"),
+                                *([ANSIBLE_219_TEMPLATING] if (operator, version) == ("advanced", "2.19") else [])])
             for operator in WITHOUT for version in ANSIBLE_VERSIONS]
 
 
