@@ -95,7 +95,7 @@ bench-sharding: venv $(VENV)/.bench-installed cluster-up ## Sharding bench: Exam
 sdk-compat: venv cluster-up ## The Operator SDK's own test operators (its e2e checks, their molecule scenarios) on ansible-core 2.19 and 2.18 (not part of make test)
 	bash hack/ansible-venv.sh 2.18 >/dev/null
 	KUBECONFIG=$${KUBECONFIG:-$(LOCAL_KUBECONFIG)} PATH=$(dir $(KUBECTL)):$$PATH \
-		$(PY) -m pytest tests/sdk_compat -n 2 --dist loadgroup -q -p no:cacheprovider -ra --durations=10
+		$(PY) -m pytest tests/sdk_compat -n 2 --dist loadfile -q -p no:cacheprovider -ra --durations=10
 
 .PHONY: lint
 lint: venv ## ruff, mypy, yamllint, ansible-lint

@@ -1,10 +1,9 @@
 """Fixtures of the SDK compatibility suite (`make sdk-compat`).
 
 Its tests get neither the `unit` nor the `e2e` marker (tests/conftest.py gives those by
-directory), so `make test` never runs them. They run under xdist with `--dist loadgroup`: the
-memcached operator's tests on the shared cluster form one group, as their steps run in order and
-its roles write names of their own into `default`; each molecule scenario, on a cluster of its
-own, is a group of its own.
+directory), so `make test` never runs them. They run under xdist with `--dist loadfile`: the
+tests of a module run in its order on one worker (test_e2e_cluster's are the steps of one
+flow); each molecule scenario has a cluster of its own.
 """
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ import yaml
 
 from hack import sdkcompat
 from hack.devkit import free_port, kube_bin_dir
-from tests.support import ROOT, Cluster, OperatorProcess
+from tests.support import ROOT, Cluster, OperatorProcess, wait_for
 
 # ansible-core versions the SDK operators run on: the project's (.venv) and the SDK image's.
 ANSIBLE_VERSIONS = ["2.19", "2.18"]
@@ -188,3 +188,32 @@ def http_ok(url: str) -> bool:
 def http_get(url: str) -> str:
     with urllib.request.urlopen(url, timeout=10) as response:
         return str(response.read().decode())
+
+
+def run_scenario(cluster: Cluster, *, operator: str, version: str, workdir: Path,
+                 without: Mapping[str, Sequence[str] | None]) -> None:
+    """The operator's molecule/default as converge, idempotence, verify and destroy, on a cluster
+    of its own (`cluster`), as the SDK's CI gives each scenario its kind cluster: the scenarios make
+    cluster-wide objects of the same names (the osdk- ClusterRoles and their bindings, the CRDs,
+    which destroy deletes), and the advanced one's playbooks name the namespace osdk-test, the
+    scenarios' default, where both run. The operator starts after converge, which makes the
+    namespace and installs the CRDs it watches."""
+    namespace = "osdk-test"
+    molecule = Molecule(cluster, operator=operator, version=version, workdir=workdir, namespace=namespace,
+                        without=without)
+    op = SdkOperator(cluster, workdir=workdir / "operator", operator=operator, version=version,
+                     namespace=namespace)
+    try:
+        converge = molecule.run("converge")
+        assert converge.returncode == 0, molecule.log_path.read_text()[-6000:]
+        op.start()
+        wait_for(lambda: http_ok(op.url("/readyz")), timeout=120, what="the operator to be ready")
+        for step in ("idempotence", "verify"):
+            proc = molecule.run(step)
+            assert proc.returncode == 0, f"molecule {step}:\n{(proc.stdout + proc.stderr)[-6000:]}\n" \
+                                         f"operator log:\n{op.log()[-4000:]}"
+        op.assert_alive()
+    finally:
+        destroy = molecule.run("destroy")
+        op.stop()
+    assert destroy.returncode == 0, (destroy.stdout + destroy.stderr)[-4000:]

@@ -31,8 +31,6 @@ from tests.sdk_compat.sdk import (
 )
 from tests.support import Cluster, wait_for
 
-pytestmark = pytest.mark.xdist_group("memcached")
-
 GROUP, VERSION = "cache.example.com", "v1alpha1"
 SAMPLES = {"Memcached": "cache_v1alpha1_memcached.yaml", "Foo": "cache_v1alpha1_foo.yaml",
            "Memfin": "cache_v1alpha1_memfin.yaml"}

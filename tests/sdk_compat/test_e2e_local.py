@@ -15,8 +15,6 @@ from tests.sdk_compat.conftest import SdkCrds
 from tests.sdk_compat.sdk import ANSIBLE_VERSIONS, http_ok, venv
 from tests.support import Cluster, wait_for
 
-pytestmark = pytest.mark.xdist_group("memcached")
-
 
 @pytest.mark.parametrize("version", ANSIBLE_VERSIONS)
 def test_should_run_correctly_when_run_locally(cluster: Cluster, sdk_crds: SdkCrds, version: str,

@@ -13,8 +13,6 @@ from tests.sdk_compat.conftest import SdkCrds
 from tests.sdk_compat.sdk import ANSIBLE_VERSIONS, SdkOperator, http_ok, layout
 from tests.support import Cluster, wait_for
 
-pytestmark = pytest.mark.xdist_group("memcached")
-
 
 @pytest.mark.parametrize("version", ANSIBLE_VERSIONS)
 def test_enabling_debug_logging_in_the_manager(cluster: Cluster, sdk_crds: SdkCrds, version: str,
