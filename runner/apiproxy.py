@@ -82,6 +82,7 @@ class RunAccess:
     token: str
     owner: str
     at_least: dict[KindKey, int] = field(default_factory=dict)
+    uncached: frozenset[tuple[str, str, str]] = frozenset()  # (group, version, kind) read from the apiserver
 
     def kubeconfig(self, url: str) -> str:
         return yaml.safe_dump({
@@ -139,8 +140,9 @@ class ApiProxy:
 
     # -- runs
 
-    def open_run(self, owner: str, at_least: Mapping[KindKey, int] | None = None) -> RunAccess:
-        access = RunAccess(secrets.token_urlsafe(32), owner, dict(at_least or {}))
+    def open_run(self, owner: str, at_least: Mapping[KindKey, int] | None = None,
+                 uncached: frozenset[tuple[str, str, str]] = frozenset()) -> RunAccess:
+        access = RunAccess(secrets.token_urlsafe(32), owner, dict(at_least or {}), uncached)
         self._runs[access.token] = access
         return access
 
@@ -157,7 +159,7 @@ class ApiProxy:
         if self.cache_reads:
             read = parse_read(request.method, request.path, request.query_string, request.headers.get("Accept", ""))
             if read is not None:
-                answer = self.cache.read(access.owner, read, access.at_least.get(read.kind, 0))
+                answer = self.cache.read(access.owner, read, access.at_least.get(read.kind, 0), access.uncached)
                 if answer is not None:
                     self._count(request.method, "cache")
                     return web.Response(status=answer.status, body=json.dumps(answer.body).encode(),

@@ -210,7 +210,8 @@ class Reconciler:
             result = await asyncio.to_thread(ansible.run, request)
         else:
             # Its own way in to the API endpoint, valid for this run only.
-            access = proxy.open_run(owner_id(watch, obj), {KindKey(ref.group, ref.version, ref.plural): seen})
+            access = proxy.open_run(owner_id(watch, obj), {KindKey(ref.group, ref.version, ref.plural): seen},
+                                    uncached=frozenset((b.group, b.version, b.kind) for b in watch.blacklist))
             kubeconfig = access.write_kubeconfig(request.private_data_dir / "kubeconfig", proxy.url)
             request = replace(request, env={**request.env, "K8S_AUTH_KUBECONFIG": str(kubeconfig)})
             try:

@@ -84,6 +84,14 @@ def test_a_get_is_answered_from_the_store(cache: Cache) -> None:
     assert answer is not None and answer.status == 200 and answer.body["metadata"]["name"] == "a"
 
 
+def test_a_kind_the_owners_watch_blacklists_is_read_from_the_apiserver(cache: Cache) -> None:
+    # Another watch has pods watched; this owner's blacklist sends its reads of them past the cache.
+    blacklisted = frozenset({("", "v1", "Pod")})
+    assert cache.read(OWNER, get("a"), uncached=blacklisted) is None
+    assert cache.read(OWNER, listing(), uncached=blacklisted) is None
+    assert cache.read(OWNER, get("a"), uncached=frozenset({("", "v1", "ConfigMap")})) is not None
+
+
 def test_a_missing_object_is_a_404_only_where_the_store_listed_everything(cache: Cache) -> None:
     answer = cache.read(OWNER, get("zzz"))
     assert answer is not None and answer.status == 404 and answer.body["reason"] == "NotFound"
