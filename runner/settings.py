@@ -119,6 +119,33 @@ def parse_bind_address(text: str) -> BindAddress | None:
     return BindAddress(host or None, int(port))
 
 
+def zap_level(text: str) -> str:
+    """controller-runtime's ``--zap-log-level`` as a Python level name: ``debug``, ``info``,
+    ``error`` or ``panic``, or an integer verbosity (1 is debug; more is more verbose, and all of it
+    is DEBUG here)."""
+    names = {"debug": "DEBUG", "info": "INFO", "error": "ERROR", "dpanic": "CRITICAL", "panic": "CRITICAL"}
+    lowered = text.strip().lower()
+    if lowered in names:
+        return names[lowered]
+    if lowered.isdigit() and int(lowered) > 0:
+        return "DEBUG"
+    raise argparse.ArgumentTypeError(f"expected debug, info, error, panic or an integer above 0, got {text!r}")
+
+
+def logging_of(args: argparse.Namespace) -> Logging:
+    """``--log-format`` and ``--log-level``, unless the SDK's zap flags (which its scaffolded
+    manager.yaml and kustomize patches pass) say otherwise: ``--zap-devel`` is debug in text,
+    ``--zap-log-level`` and ``--zap-encoder`` override both."""
+    level, fmt = args.log_level, args.log_format
+    if args.zap_devel:
+        level, fmt = "DEBUG", "text"
+    if args.zap_log_level:
+        level = args.zap_log_level
+    if args.zap_encoder:
+        fmt = "json" if args.zap_encoder == "json" else "text"
+    return Logging(format=fmt, level=level)
+
+
 def parse_boolean(text: str) -> bool:
     """``true``/``false`` (or ``1``/``0``, ``yes``/``no``), as the SDK's boolean flags take them."""
     lowered = text.lower()
@@ -343,7 +370,7 @@ class OperatorSettings:
         sharding = Sharding(enabled=args.sharding, member=member_name(args.sharding_member or socket.gethostname())
                             if args.sharding else "")
         return cls(watching=watching, ansible=ansible, leader_election=election, sharding=sharding, serving=serving,
-                   logging=Logging(format=args.log_format, level=args.log_level), commit=commit,
+                   logging=logging_of(args), commit=commit,
                    environment=environment)
 
 
@@ -426,6 +453,18 @@ RUN_FLAGS: tuple[Flag, ...] = (
     Flag("--log-format", "how log lines are written", LOG_FORMAT, options={"choices": LOG_FORMATS}),
     Flag("--log-level", "the least level logged (DEBUG, INFO, WARNING, ERROR)", LOG_LEVEL,
          options={"metavar": "LEVEL"}),
+    # controller-runtime's zap flags, which SDK manifests pass: read into the two above.
+    Flag("--zap-log-level", "the SDK's name for the level: debug, info, error, panic, or an integer verbosity "
+         "(any is debug here); overrides --log-level", None, shown="unset", type=zap_level,
+         options={"metavar": "LEVEL"}),
+    Flag("--zap-encoder", "the SDK's name for the format: json, or console (text); overrides --log-format", None,
+         shown="unset", options={"choices": ("json", "console")}),
+    Flag("--zap-devel", "the SDK's development logging: debug, in text", False, type=parse_boolean,
+         options={"metavar": "BOOL", "nargs": "?", "const": True}),
+    Flag("--zap-stacktrace-level", "accepted so SDK manifests run unchanged; no effect here", None,
+         shown="unset", options={"metavar": "LEVEL"}),
+    Flag("--zap-time-encoding", "accepted so SDK manifests run unchanged; no effect here", None,
+         shown="unset", options={"metavar": "ENCODING"}),
     # Operations: metrics, probes and leader election, with the SDK's flag names and defaults.
     Flag("--metrics-bind-address", "where /metrics is served: HOST:PORT, :PORT for every interface, 0 to disable",
          METRICS_BIND_ADDRESS, options={"metavar": "ADDRESS"}),

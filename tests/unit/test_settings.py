@@ -248,3 +248,24 @@ def test_ansible_args_lose_the_quotes_the_sdks_manager_yaml_puts_around_them() -
     assert quoted.ansible.args == "--vault-password-file /opt/ansible/pwd.yml"
     assert settings.parse(["--ansible-args", "--tags a -e 'x=1'"], {}).ansible.args == "--tags a -e 'x=1'"
     assert settings.parse(["--ansible-args", "'"], {}).ansible.args == "'"
+
+
+@pytest.mark.parametrize(("flags", "expected"), [
+    ([], ("text", "INFO")),
+    (["--zap-log-level=2"], ("text", "DEBUG")),
+    (["--zap-log-level", "error", "--log-level", "DEBUG"], ("text", "ERROR")),
+    (["--zap-encoder", "json"], ("json", "INFO")),
+    (["--zap-devel"], ("text", "DEBUG")),
+    (["--zap-devel=false", "--log-format", "json"], ("json", "INFO")),
+    (["--zap-devel", "--zap-encoder=json", "--zap-log-level=info", "--zap-stacktrace-level=error",
+      "--zap-time-encoding=rfc3339"], ("json", "INFO")),
+])
+def test_the_sdks_zap_flags_set_the_logging(flags: list[str], expected: tuple[str, str]) -> None:
+    config = settings.parse(["--watches-file", "w.yaml", *flags], {})
+    assert (config.logging.format, config.logging.level) == expected
+
+
+def test_a_bad_zap_level_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        settings.parse(["--zap-log-level", "loud"], {})
+    assert "expected debug, info, error, panic or an integer above 0, got 'loud'" in capsys.readouterr().err
