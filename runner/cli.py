@@ -101,7 +101,7 @@ class _JsonFormatter(logging.Formatter):
 
 
 def _run(config: OperatorSettings, watches: list[Watch]) -> int:
-    from runner import kube, leader, probes, shards
+    from runner import kube, leader, metricsauth, probes, shards
     from runner.metrics import Metrics
     from runner.operator import run_operator
 
@@ -141,9 +141,12 @@ def _run(config: OperatorSettings, watches: list[Watch]) -> int:
                 return elector.ready()
             return (True, "ok") if watching.is_set() else (False, "starting")
 
-        server = probes.ProbeServer(metrics=metrics, metrics_address=config.serving.metrics_address,
-                                    health_address=config.serving.health_address, ready=ready,
-                                    user_metrics_address=config.serving.user_metrics_address)
+        serving = config.serving
+        server = probes.ProbeServer(metrics=metrics, metrics_address=serving.metrics_address,
+                                    health_address=serving.health_address, ready=ready,
+                                    user_metrics_address=serving.user_metrics_address,
+                                    metrics_tls=metricsauth.self_signed_context() if serving.metrics_secure else None,
+                                    metrics_gate=metricsauth.kube_gate() if serving.metrics_require_rbac else None)
         try:
             await server.start()
         except OSError as err:

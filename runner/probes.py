@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import json
 import logging
+import ssl
 from collections.abc import Callable
 
 from aiohttp import web
 
 from runner.metrics import Metrics
+from runner.metricsauth import MetricsGate
 from runner.settings import BindAddress
 from runner.usermetrics import UserMetricError
 
@@ -38,13 +40,20 @@ class ProbeServer:
 
     def __init__(self, *, metrics: Metrics | None, metrics_address: BindAddress | None,
                  health_address: BindAddress | None, ready: Check = always_ok, healthy: Check = always_ok,
-                 user_metrics_address: BindAddress | None = None) -> None:
+                 user_metrics_address: BindAddress | None = None, metrics_tls: ssl.SSLContext | None = None,
+                 metrics_gate: MetricsGate | None = None) -> None:
+        """`metrics_tls` serves /metrics over HTTPS (and whatever shares its address); with
+        `metrics_gate`, each scrape must show a token allowed to read it (runner.metricsauth)."""
         self.metrics = metrics
         self.ready = ready
         self.healthy = healthy
+        self.metrics_gate = metrics_gate
+        self._tls: dict[BindAddress, ssl.SSLContext] = {}
         self._routes: list[tuple[BindAddress, list[web.RouteDef]]] = []
         if metrics is not None and metrics_address is not None:
             self._add(metrics_address, [web.get("/metrics", self._metrics)])
+            if metrics_tls is not None:
+                self._tls[metrics_address] = metrics_tls
         if health_address is not None:
             self._add(health_address, [web.get("/healthz", self._healthz), web.get("/readyz", self._readyz)])
         if metrics is not None and user_metrics_address is not None:
@@ -70,7 +79,7 @@ class ProbeServer:
                 runner = web.AppRunner(app, access_log=None, handle_signals=False)
                 await runner.setup()
                 self._runners.append(runner)
-                site = web.TCPSite(runner, address.host, address.port)
+                site = web.TCPSite(runner, address.host, address.port, ssl_context=self._tls.get(address))
                 await site.start()
                 sockets = [(str(a[0]), int(a[1])) for a in runner.addresses]
                 for route in routes:
@@ -88,6 +97,11 @@ class ProbeServer:
 
     async def _metrics(self, request: web.Request) -> web.Response:
         assert self.metrics is not None
+        if self.metrics_gate is not None:
+            status = await self.metrics_gate.status(request.headers.get("Authorization", ""))
+            if status != 200:
+                return web.Response(status=status, text={401: "Unauthorized", 403: "Forbidden"}.get(
+                    status, "cannot check the token now"))
         body, content_type = self.metrics.render(request.headers.get("Accept", ""))
         return web.Response(body=body, headers={"Content-Type": content_type})
 

@@ -293,6 +293,10 @@ class Serving:
         default_factory=lambda: parse_bind_address(USER_METRICS_BIND_ADDRESS))
     """``--user-metrics-bind-address``: where runs POST ``osdk_metric`` requests (`runner.usermetrics`);
     None: not served, and the module records nothing."""
+    metrics_secure: bool = False
+    """``--metrics-secure``: ``/metrics`` over HTTPS, with a self-signed certificate."""
+    metrics_require_rbac: bool = False
+    """``--metrics-require-rbac``: a scrape's token must be allowed to ``get`` ``/metrics``."""
 
 
 @dataclass(frozen=True)
@@ -354,7 +358,11 @@ class OperatorSettings:
             kubeconfig=kubeconfig)
         serving = Serving(metrics_address=parse_bind_address(args.metrics_bind_address),
                           health_address=parse_bind_address(args.health_probe_bind_address),
-                          user_metrics_address=parse_bind_address(args.user_metrics_bind_address))
+                          user_metrics_address=parse_bind_address(args.user_metrics_bind_address),
+                          metrics_secure=args.metrics_secure, metrics_require_rbac=args.metrics_require_rbac)
+        if serving.metrics_require_rbac and not serving.metrics_secure:
+            raise ValueError("--metrics-secure is required with --metrics-require-rbac: a token must not cross "
+                             "the network in clear")
         timings = Timings(args.leader_elect_lease_duration, args.leader_elect_renew_deadline,
                           args.leader_elect_retry_period)
         namespace = args.leader_election_namespace or default_lease_namespace(environment)
@@ -470,6 +478,13 @@ RUN_FLAGS: tuple[Flag, ...] = (
          METRICS_BIND_ADDRESS, options={"metavar": "ADDRESS"}),
     Flag("--health-probe-bind-address", "where /healthz and /readyz are served: HOST:PORT, :PORT, or 0 to disable",
          HEALTH_PROBE_BIND_ADDRESS, options={"metavar": "ADDRESS"}),
+    Flag("--metrics-secure", "serve /metrics over HTTPS, with a self-signed certificate", False, type=parse_boolean,
+         options={"metavar": "BOOL", "nargs": "?", "const": True}),
+    Flag("--metrics-require-rbac", "each scrape of /metrics must carry a token allowed to get /metrics (checked "
+         "with TokenReviews and SubjectAccessReviews); needs --metrics-secure", False, type=parse_boolean,
+         options={"metavar": "BOOL", "nargs": "?", "const": True}),
+    Flag("--enable-http2", "accepted so SDK manifests run unchanged; /metrics is served over HTTP/1.1", False,
+         type=parse_boolean, options={"metavar": "BOOL", "nargs": "?", "const": True}),
     Flag("--user-metrics-bind-address", "where roles' operator_sdk.util.osdk_metric requests are received (served "
          "on /metrics with the rest): HOST:PORT, or 0 to disable", USER_METRICS_BIND_ADDRESS,
          options={"metavar": "ADDRESS"}),

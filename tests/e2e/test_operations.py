@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import signal
+import ssl
 import urllib.error
 import urllib.request
 import uuid
@@ -235,3 +236,44 @@ def test_roles_define_metrics_with_osdk_metric(cluster: Cluster, namespace: str,
     _, text = http_get(op.url("/metrics"))
     assert "# TYPE example_runs counter" in text  # under the role's own name, as the SDK serves it
     op.assert_alive()
+
+
+def https_get(url: str, token: str | None = None) -> tuple[int, str]:
+    """(status, body) over HTTPS without checking the certificate (it is self-signed)."""
+    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"} if token else {})
+    try:
+        with urllib.request.urlopen(request, timeout=5, context=ssl._create_unverified_context()) as resp:
+            return resp.status, resp.read().decode()
+    except urllib.error.HTTPError as err:
+        return err.code, err.read().decode()
+    except OSError:
+        return 0, ""
+
+
+def test_secure_metrics_need_a_token_allowed_to_read_them(cluster: Cluster, namespace: str,
+                                                          start_operator: StartOperator) -> None:
+    reader = f"metrics-reader-{namespace}"  # cluster-scoped: named after the test's namespace
+    cluster.kubectl("create", "serviceaccount", "prometheus", "-n", namespace)
+    cluster.kubectl("create", "serviceaccount", "web", "-n", namespace)
+    cluster.kubectl("create", "clusterrole", reader, "--verb=get", "--non-resource-url=/metrics")
+    try:
+        cluster.kubectl("create", "clusterrolebinding", reader, f"--clusterrole={reader}",
+                        f"--serviceaccount={namespace}:prometheus")
+        op = start_operator(args=["--metrics-secure", "--metrics-require-rbac"])
+        url = f"https://{op.metrics_address}/metrics"
+        allowed = cluster.kubectl("create", "token", "prometheus", "-n", namespace).stdout.strip()
+        other = cluster.kubectl("create", "token", "web", "-n", namespace).stdout.strip()
+
+        def answered() -> tuple[int, str] | None:
+            answer = https_get(url, allowed)
+            return answer if answer[0] else None  # 0: not listening yet
+
+        status, body = wait_for(answered, what="/metrics to answer over HTTPS")
+        assert status == 200 and "ansible_operator_build_info" in body
+        assert https_get(url, other)[0] == 403  # authenticated, but not allowed to get /metrics
+        assert https_get(url)[0] == 401
+        assert https_get(url, "not-a-token")[0] == 401
+        assert http_get(f"http://{op.metrics_address}/metrics")[0] != 200  # never in clear
+        op.assert_alive()
+    finally:
+        cluster.kubectl("delete", "clusterrolebinding,clusterrole", reader, "--ignore-not-found")

@@ -34,6 +34,7 @@ def test_durations_are_go_durations() -> None:
     (["--metrics-bind-address", "8080"], "invalid bind address"),
     (["--health-probe-bind-address", "[::1:80"], "invalid bind address"),
     (["--user-metrics-bind-address", "5050"], "invalid bind address"),
+    (["--metrics-require-rbac"], "--metrics-secure is required with --metrics-require-rbac"),
     (["--leader-elect-lease-duration", "5s"], "must be longer than the renew deadline"),
     (["--leader-elect", "--leader-election-namespace", ""], "--leader-election-namespace is required"),
 ])
