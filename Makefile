@@ -94,6 +94,8 @@ bench-sharding: venv $(VENV)/.bench-installed cluster-up ## Sharding bench: Exam
 .PHONY: sdk-compat
 sdk-compat: venv cluster-up ## The Operator SDK's own test operators (its e2e checks, their molecule scenarios) on ansible-core 2.19 and 2.18 (not part of make test)
 	bash hack/ansible-venv.sh 2.18 >/dev/null
+	@# The runner's own unit tests on 2.18 too (make test runs them on 2.19).
+	"$$(bash hack/ansible-venv.sh 2.18 | tail -n 1)/bin/python" -m pytest -m unit -n 2 -q -p no:cacheprovider
 	KUBECONFIG=$${KUBECONFIG:-$(LOCAL_KUBECONFIG)} PATH=$(dir $(KUBECTL)):$$PATH \
 		$(PY) -m pytest tests/sdk_compat -n 2 --dist loadfile -q -p no:cacheprovider -ra --durations=10
 

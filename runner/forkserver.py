@@ -98,10 +98,11 @@ def preload(kind: str) -> None:
         # The collection loader and the plugins every run looks at (their modules and config
         # definitions), found once. A child's own init_plugin_loader then finds it configured.
         # Callback plugins are left alone: ansible-runner's reads the run's artifact directory
-        # from the environment when it is imported.
+        # from the environment when it is imported. So are vars plugins: on ansible-core 2.18,
+        # host_group_vars found here as a class is never run on an inventory's group_vars.
         loader.init_plugin_loader()
         for plugins in (loader.connection_loader, loader.shell_loader, loader.become_loader,
-                        loader.inventory_loader, loader.strategy_loader, loader.vars_loader):
+                        loader.inventory_loader, loader.strategy_loader):
             with contextlib.suppress(Exception):
                 for _plugin in plugins.all(class_only=True):
                     pass

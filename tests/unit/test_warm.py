@@ -312,3 +312,21 @@ def test_a_run_that_outlasts_its_timeout_is_ended_with_its_tasks(warm: WarmAnsib
     assert [f.message for f in result.failed_tasks] == ["the run did not end within 3s (runTimeout) and was ended"]
     task = int(pid_file.read_text())
     wait_for(lambda: not pid_alive(task), what="the hanging task to end with its run", timeout=15)
+
+
+def test_a_warm_playbook_reads_an_inventorys_group_vars(warm: WarmAnsible, tmp_path: Path) -> None:
+    """The advanced SDK test operator's inventory: a group with group_vars beside its hosts file
+    (the preloaded plugins must not keep the vars plugin from reading them, as on 2.18 they did)."""
+    inventory = tmp_path / "inventory"
+    (inventory / "group_vars").mkdir(parents=True)
+    (inventory / "hosts").write_text(f"[test]\n127.0.0.1 ansible_connection=local "
+                                     f"ansible_python_interpreter={sys.executable}\n")
+    (inventory / "group_vars" / "test.yml").write_text("---\nsentinel: from-group-vars\n")
+    playbook = tmp_path / "play.yml"
+    playbook.write_text("- hosts: test\n  gather_facts: false\n  tasks:\n"
+                        "    - ansible.builtin.debug: {msg: \"sentinel={{ sentinel }}\"}\n")
+    run(warm.playbook_binary, "--version")  # cold: starts the server
+    wait_for(lambda: any(p.name.startswith("playbook-") for p in warm.servers()), timeout=60,
+             what="the playbook server to listen")
+    warm_run = run(warm.playbook_binary, "-i", str(inventory), str(playbook))
+    assert warm_run.returncode == 0 and "sentinel=from-group-vars" in warm_run.stdout, warm_run.stdout
