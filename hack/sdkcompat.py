@@ -28,6 +28,7 @@ import hashlib
 import json
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -211,8 +212,14 @@ def _make_layout(src: Path, venv: Path, where: Path) -> None:
 
 def namespaced(where: Path, tmp: Path, argv: Sequence[str]) -> list[str]:
     """`argv` run in a private mount namespace in which /opt, /usr/local/bin and /tmp are the
-    layout's (tmp: a fresh dir per process, as a container's /tmp), from /opt/ansible (WORKDIR)."""
-    script = ('set -e; mount --bind "$1" /opt; mount --bind "$2" /usr/local/bin; mount --bind "$3" /tmp; '
+    layout's (tmp: a fresh dir per process, as a container's /tmp), from /opt/ansible (WORKDIR).
+    A checkout or cache under the host's /tmp stays where it was, bound into the private one."""
+    keep = ""
+    for path in dict.fromkeys((Path(__file__).resolve().parent.parent, devkit.cache_dir().resolve())):
+        if path.is_relative_to("/tmp"):
+            inside = shlex.quote(str(tmp / path.relative_to("/tmp")))
+            keep += f"mkdir -p {inside}; mount --bind {shlex.quote(str(path))} {inside}; "
+    script = (f'set -e; mount --bind "$1" /opt; mount --bind "$2" /usr/local/bin; {keep}mount --bind "$3" /tmp; '
               'cd /opt/ansible; shift 3; exec "$@"')
     unshare = ["unshare", "--mount", "--propagation", "private"]
     if os.geteuid() != 0:
