@@ -219,7 +219,7 @@ def namespaced(where: Path, tmp: Path, argv: Sequence[str]) -> list[str]:
         if path.is_relative_to("/tmp"):
             inside = shlex.quote(str(tmp / path.relative_to("/tmp")))
             keep += f"mkdir -p {inside}; mount --bind {shlex.quote(str(path))} {inside}; "
-    script = (f'set -e; mount --bind "$1" /opt; mount --bind "$2" /usr/local/bin; {keep}mount --bind "$3" /tmp; '
+    script = (f'set -e; mount --bind "$1" /opt; mount --bind "$2" /usr/local/bin; {keep}mount --rbind "$3" /tmp; '
               'cd /opt/ansible; shift 3; exec "$@"')
     unshare = ["unshare", "--mount", "--propagation", "private"]
     if os.geteuid() != 0:
