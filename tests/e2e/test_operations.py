@@ -14,6 +14,7 @@ from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests.e2e.test_dependent_triggers import operator_with
 from tests.support import Cluster, OperatorProcess, StartOperator, example_manifest, wait_for
 
 GVK = "examples.playbook-operator.io/v1alpha1, Kind=Example"
@@ -220,13 +221,7 @@ METERED_ROLE = """---
 
 def test_roles_define_metrics_with_osdk_metric(cluster: Cluster, namespace: str, start_operator: StartOperator,
                                                tmp_path: Path) -> None:
-    role = tmp_path / "roles" / "metered"
-    (role / "tasks").mkdir(parents=True)
-    (role / "tasks" / "main.yml").write_text(METERED_ROLE)
-    watches = tmp_path / "watches.yaml"
-    watches.write_text(json.dumps([{"version": "v1alpha1", "group": "examples.playbook-operator.io",
-                                    "kind": "Example", "role": str(role)}]))
-    op = start_operator(watches=watches)
+    op = operator_with(METERED_ROLE, tmp_path, start_operator)
     cluster.apply(example_manifest("metered", {"greeting": "hello"}), namespace)
     # Each run posts to the endpoint the operator named for it (a free port here, not the SDK's 5050).
     wait_for(lambda: sample(scrape(op), "example_greeting_length") == 5.0, what="the role's gauge set")
