@@ -230,6 +230,12 @@ class Reconciler:
         run = await self._run(watch, ref, obj, target=target, finalizer_run=True, seen=resource_version(obj) or 0)
         if not run.result.successful:
             return await self._finish(watch, ref, obj, run, started)
+        if watch.finalizer.keep_while_requeued and run.result.requeue_after:
+            # Not done yet (a broker still deprovisioning, dependents still there): the role
+            # wrote why in the status; the finalizer stays until a run ends without a requeue.
+            return Outcome(ok=True, changed=run.result.changed, duration=time.monotonic() - started,
+                           requeue_after=run.result.requeue_after, dependents=run.dependents,
+                           task_results=tuple(run.result.task_results))
         fresh = await asyncio.to_thread(self.kube.get, ref, obj["metadata"].get("namespace"),
                                         obj["metadata"]["name"])
         if fresh is not None:

@@ -35,6 +35,10 @@ Behaviour shared with the SDK:
   or setting it to zero means "use the operator-wide period" (``--reconcile-period``,
   10h unless set).
 * ``maxRunnerArtifacts: 0`` means the default, 20.
+* ``finalizer.keepWhileRequeued`` (ours, default false): a finalizer run that asks for a
+  requeue (``requeue_after``) has not finished its work (an asynchronous deprovision, a wait for
+  dependents to go): the finalizer stays and the run comes again after that time. In the SDK, and
+  here without it, any successful finalizer run removes the finalizer.
 * ``runTimeout`` (ours) is a Go duration too: a run still going after it is ended and reported as
   a failure, then retried with backoff. As in the SDK, runs have no time limit by default
   (``--run-timeout``); zero means the operator-wide value.
@@ -150,6 +154,8 @@ class Finalizer:
     role: Path | None = None
     playbook: Path | None = None
     vars: dict[str, Any] = field(default_factory=dict)
+    # Ours: a run that asks for a requeue keeps the finalizer (its work is not done).
+    keep_while_requeued: bool = False
 
 
 @dataclass(frozen=True)
@@ -435,7 +441,7 @@ _WATCH_KEYS = (
     "blacklist", "selector", "snakeCaseParameters", "markUnsafe", "watchAnnotationsChanges",
     "maxConcurrentReconciles", "ansibleVerbosity", "runTimeout",
 )
-_FINALIZER_KEYS = ("name", "role", "playbook", "vars")
+_FINALIZER_KEYS = ("name", "role", "playbook", "vars", "keepWhileRequeued")
 _GVK_KEYS = ("group", "version", "kind")
 _SELECTOR_KEYS = ("matchLabels", "matchExpressions")
 _REQUIREMENT_KEYS = ("key", "operator", "values")
@@ -588,7 +594,10 @@ def _read_finalizer(entry: _Entry, *, base_dir: Path, env: Mapping[str, str]) ->
     if role is None and playbook is None and not variables:
         entry.fail("finalizer", "needs a role, a playbook or vars (vars alone re-run the watch's own "
                                 "role or playbook with those vars)")
-    return Finalizer(name=name, role=role, playbook=playbook, vars=variables)
+    keep = raw.get("keepWhileRequeued", False)
+    if not isinstance(keep, bool):
+        entry.fail("finalizer.keepWhileRequeued", f"must be true or false, got {_type_name(keep)} ({keep!r})")
+    return Finalizer(name=name, role=role, playbook=playbook, vars=variables, keep_while_requeued=keep)
 
 
 def _read_blacklist(entry: _Entry) -> tuple[GroupVersionKind, ...]:

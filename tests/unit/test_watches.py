@@ -367,6 +367,11 @@ def test_finalizer_with_playbook_or_vars_only(project: Path) -> None:
             vars: {sentinel: finalizer_running}
         - version: v1
           group: app.example.com
+          kind: KeepsWhileRequeued
+          role: memcached
+          finalizer: {name: app.example.com/finalizer, vars: {a: 1}, keepWhileRequeued: true}
+        - version: v1
+          group: app.example.com
           kind: NoFinalizer
           role: memcached
           finalizer: null
@@ -374,7 +379,10 @@ def test_finalizer_with_playbook_or_vars_only(project: Path) -> None:
     assert watches[0].finalizer == Finalizer("app.example.com/finalizer", playbook=project / "finalize.yml")
     assert watches[1].finalizer == Finalizer("app.example.com/finalizer",
                                              vars={"sentinel": "finalizer_running"})
-    assert watches[2].finalizer is None
+    assert not watches[1].finalizer.keep_while_requeued
+    assert watches[2].finalizer == Finalizer("app.example.com/finalizer", vars={"a": 1},
+                                             keep_while_requeued=True)
+    assert watches[3].finalizer is None
 
 
 @pytest.mark.parametrize(("finalizer", "field", "fragment"), [
@@ -392,6 +400,8 @@ def test_finalizer_with_playbook_or_vars_only(project: Path) -> None:
     ("{name: app.example.com/finalizer, vars: {a: 1}, when: always}", "finalizer.when", "unknown field"),
     ("[app.example.com/finalizer]", "finalizer", "must be a mapping"),
     ("{name: app.example.com/finalizer, vars: [a]}", "finalizer.vars", "must be a mapping"),
+    ("{name: app.example.com/finalizer, vars: {a: 1}, keepWhileRequeued: 'yes'}", "finalizer.keepWhileRequeued",
+     "must be true or false"),
 ])
 def test_invalid_finalizers(project: Path, finalizer: str, field: str, fragment: str) -> None:
     err = load_error(project, MEMCACHED + f"  finalizer: {finalizer}\n")
