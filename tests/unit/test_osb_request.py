@@ -37,10 +37,10 @@ sys.path.insert(0, str(ROOT / "collections"))
 
 from ansible_collections.operator_sdk.util.plugins.module_utils import kube
 from ansible_collections.playbook_operator.servicecatalog.plugins.module_utils import (
-    credentials,
     osb_client,
+    secret_data,
 )
-from ansible_collections.playbook_operator.servicecatalog.plugins.module_utils.credentials import (
+from ansible_collections.playbook_operator.servicecatalog.plugins.module_utils.secret_data import (
     CredentialsError,
     ParametersError,
     SecretDataError,
@@ -358,12 +358,12 @@ def value(name: str, key: str, text: str) -> SecretValue:
 
 
 def test_parameters_from_adds_the_top_level_keys_of_each_secret() -> None:
-    merged = credentials.merge_parameters(
+    merged = secret_data.merge_parameters(
         {"size": "small"},
         [value("db", "params", '{"password": "x", "nested": {"a": 1}}'), value("other", "p", '{"region": "eu"}')],
     )
     assert merged == {"size": "small", "password": "x", "nested": {"a": 1}, "region": "eu"}
-    assert credentials.merge_parameters(None, []) == {}
+    assert secret_data.merge_parameters(None, []) == {}
 
 
 @pytest.mark.parametrize(
@@ -383,7 +383,7 @@ def test_parameters_from_errors_name_the_secret_and_key_never_the_value(
 ) -> None:
     values = [value(f"s{i}", f"k{i}", text) for i, text in enumerate(texts)]
     with pytest.raises(ParametersError) as caught:
-        credentials.merge_parameters(given, values)
+        secret_data.merge_parameters(given, values)
     assert message in str(caught.value)
     assert PARAM_SECRET not in str(caught.value)
     assert caught.value.__cause__ is None
@@ -393,24 +393,24 @@ def test_parameters_from_errors_name_the_secret_and_key_never_the_value(
 
 def test_secret_text_decodes_a_key_or_says_what_is_missing() -> None:
     found = secret("db", NS, params='{"a": 1}')
-    assert credentials.secret_text(found, f"{NS}/db", "params") == '{"a": 1}'
+    assert secret_data.secret_text(found, f"{NS}/db", "params") == '{"a": 1}'
     with pytest.raises(SecretDataError, match=f"Secret {NS}/db not found"):
-        credentials.secret_text(None, f"{NS}/db", "params")
+        secret_data.secret_text(None, f"{NS}/db", "params")
     with pytest.raises(SecretDataError, match="has no key 'other'"):
-        credentials.secret_text(found, f"{NS}/db", "other")
+        secret_data.secret_text(found, f"{NS}/db", "other")
     latin1 = {"data": {"k": base64.b64encode(b"\xff\xfe").decode()}}
     with pytest.raises(SecretDataError, match="not base64 of UTF-8 text") as caught:
-        credentials.secret_text(latin1, f"{NS}/db", "k")
+        secret_data.secret_text(latin1, f"{NS}/db", "k")
     assert "xff" not in str(caught.value) and caught.value.__suppress_context__
 
 
 def test_the_checksum_is_sha256_of_canonical_json_and_empty_without_parameters() -> None:
     params = {"b": [1, {"y": 2, "x": "é"}], "a": True}
     expected = hashlib.sha256('{"a":true,"b":[1,{"x":"é","y":2}]}'.encode()).hexdigest()
-    assert credentials.parameters_checksum(params) == expected
-    assert credentials.parameters_checksum(dict(reversed(params.items()))) == expected
-    assert credentials.parameters_checksum({}) == credentials.parameters_checksum(None) == ""
-    assert credentials.parameters_checksum({"a": False}) != expected
+    assert secret_data.parameters_checksum(params) == expected
+    assert secret_data.parameters_checksum(dict(reversed(params.items()))) == expected
+    assert secret_data.parameters_checksum({}) == secret_data.parameters_checksum(None) == ""
+    assert secret_data.parameters_checksum({"a": False}) != expected
 
 
 # --- credentials: the Secret ----------------------------------------------------------------
@@ -421,13 +421,13 @@ CREDS = {"type": "postgresql", "host": "db.example.com", "port": 5432, "password
 
 
 def test_each_credential_is_a_key_strings_as_is_and_the_rest_as_json() -> None:
-    data = credentials.credential_secret_data(CREDS)
+    data = secret_data.credential_secret_data(CREDS)
     decoded = {key: base64.b64decode(text).decode() for key, text in data.items()}
     assert decoded == {"type": "postgresql", "host": "db.example.com", "port": "5432", "password": CREDENTIAL,
                        "options": '{"ssl": true}', "replicas": '["r1", "r2"]'}
-    assert credentials.credential_keys(CREDS) == ["host", "options", "password", "port", "replicas", "type"]
+    assert secret_data.credential_keys(CREDS) == ["host", "options", "password", "port", "replicas", "type"]
     with pytest.raises(CredentialsError, match="'a b' cannot be a Secret key"):
-        credentials.credential_secret_data({"a b": "x"})
+        secret_data.credential_secret_data({"a b": "x"})
 
 
 @pytest.mark.parametrize(
@@ -436,7 +436,7 @@ def test_each_credential_is_a_key_strings_as_is_and_the_rest_as_json() -> None:
      ({"type": 3}, "Opaque"), ({}, "Opaque")],
 )
 def test_the_secret_type_follows_servicebinding_io(given: dict[str, Any], expected: str) -> None:
-    assert credentials.credential_secret_type(given) == expected
+    assert secret_data.credential_secret_type(given) == expected
 
 
 OWNER = {"apiVersion": "servicecatalog.k8s.io/v1beta1", "kind": "ServiceBinding", "name": "b",
@@ -444,29 +444,29 @@ OWNER = {"apiVersion": "servicecatalog.k8s.io/v1beta1", "kind": "ServiceBinding"
 
 
 def test_a_secret_is_updated_only_when_something_differs_and_keeps_what_others_set() -> None:
-    desired = credentials.credential_secret("creds", NS, CREDS, OWNER, {"app": "x"})
+    desired = secret_data.credential_secret("creds", NS, CREDS, OWNER, {"app": "x"})
     assert desired["type"] == "servicebinding.io/postgresql"
     assert desired["metadata"] == {"name": "creds", "namespace": NS, "labels": {"app": "x"},
                                    "ownerReferences": [OWNER]}
     stored = copy.deepcopy(desired)
     stored["metadata"].update(resourceVersion="5", labels={"app": "x", "keep": "me"})
     stored["metadata"]["ownerReferences"] = [{"kind": "Other", "uid": "uid-other"}, OWNER]
-    assert credentials.secret_update(stored, desired) is None
+    assert secret_data.secret_update(stored, desired) is None
 
-    changed = credentials.credential_secret("creds", NS, {**CREDS, "port": 5433}, OWNER, {"app": "x"})
-    update = credentials.secret_update(stored, changed)
+    changed = secret_data.credential_secret("creds", NS, {**CREDS, "port": 5433}, OWNER, {"app": "x"})
+    update = secret_data.secret_update(stored, changed)
     assert update is not None
     assert update["data"] == changed["data"] and update["metadata"]["resourceVersion"] == "5"
     assert update["metadata"]["labels"] == {"app": "x", "keep": "me"}
     assert update["metadata"]["ownerReferences"] == [{"kind": "Other", "uid": "uid-other"}, OWNER]
     no_owner = {**stored, "metadata": {**stored["metadata"], "ownerReferences": []}}
-    assert credentials.secret_update(no_owner, desired) is not None
+    assert secret_data.secret_update(no_owner, desired) is not None
 
 
 def test_scrub_masks_known_secrets_inside_strings_only() -> None:
-    found = credentials.secret_strings({"a": PASSWORD, "b": [5432, True, "db"], "c": None})
+    found = secret_data.secret_strings({"a": PASSWORD, "b": [5432, True, "db"], "c": None})
     assert found == {PASSWORD, "5432"}
-    cleaned = credentials.scrub({PASSWORD: f"x{PASSWORD}y", "n": [5432, "port 5432"]}, found)
+    cleaned = secret_data.scrub({PASSWORD: f"x{PASSWORD}y", "n": [5432, "port 5432"]}, found)
     assert cleaned == {PASSWORD: "x********y", "n": [5432, "port ********"]}
 
 
@@ -643,7 +643,7 @@ def test_provision_merges_parameters_from_and_reports_whether_the_broker_acted(b
     result = run(**args)
     assert result["changed"] is True and result["status"] == 202
     assert result["body"] == {"operation": "op-1"}
-    assert result["parameters_checksum"] == credentials.parameters_checksum(MERGED)
+    assert result["parameters_checksum"] == secret_data.parameters_checksum(MERGED)
     [seen] = broker.requests
     assert seen.query == {"accepts_incomplete": ["true"]}
     assert seen.headers["Content-Type"] == "application/json"
@@ -695,7 +695,7 @@ def test_a_bad_parameters_from_is_reported_not_failed_and_nothing_is_sent(
 def test_the_checksum_alone_sends_nothing_and_needs_no_method(broker: Broker, run: Runner) -> None:
     result = run(parameters_checksum_only=True, body={"parameters": {"size": "small"}},
                  parameters_from=PARAMS_FROM, parameters_namespace=NS)
-    assert result["parameters_checksum"] == credentials.parameters_checksum(MERGED)
+    assert result["parameters_checksum"] == secret_data.parameters_checksum(MERGED)
     assert result["sent"] is False and result["changed"] is False
     assert broker.requests == []
     assert run(parameters_checksum_only=True)["parameters_checksum"] == ""
@@ -713,7 +713,7 @@ def test_check_mode_sends_gets_only(broker: Broker, run: Runner) -> None:
                       parameters_from=PARAMS_FROM, parameters_namespace=NS)
         assert skipped["sent"] is False and skipped["check_mode_skipped"] is True
         assert skipped["changed"] is False and skipped["error_reason"] == ""
-        assert skipped["parameters_checksum"] == credentials.parameters_checksum(MERGED)
+        assert skipped["parameters_checksum"] == secret_data.parameters_checksum(MERGED)
     sent = run(check_mode=True, method="GET", path="/v2/catalog")
     assert sent["sent"] is True and sent["check_mode_skipped"] is False and sent["status"] == 200
     assert [seen.method for seen in broker.requests] == ["GET"]
@@ -731,10 +731,10 @@ def test_credentials_go_to_a_secret_and_only_their_names_come_back(
     broker.answer("PUT", BINDING, 201, {"credentials": CREDS, "syslog_drain_url": "syslog://x"})
     result = run(**bind_args())
     assert result["changed"] is True and result["secret_changed"] is True
-    assert result["body"] == {"credentials": credentials.credential_keys(CREDS), "syslog_drain_url": "syslog://x"}
+    assert result["body"] == {"credentials": secret_data.credential_keys(CREDS), "syslog_drain_url": "syslog://x"}
     stored = cluster.objects[(NS, "creds")]
     assert stored["type"] == "servicebinding.io/postgresql"
-    assert stored["data"] == credentials.credential_secret_data(CREDS)
+    assert stored["data"] == secret_data.credential_secret_data(CREDS)
     assert stored["metadata"]["ownerReferences"] == [OWNER]
     assert stored["metadata"]["labels"] == {"app": "x"}
 
@@ -748,7 +748,7 @@ def test_credentials_go_to_a_secret_and_only_their_names_come_back(
     fetched = run(**bind_args(method="GET", body=None))
     assert fetched["changed"] is True and fetched["secret_changed"] is True
     assert [verb for verb, _ in cluster.writes] == ["create", "replace"]
-    assert cluster.objects[(NS, "creds")]["data"] == credentials.credential_secret_data(rotated)
+    assert cluster.objects[(NS, "creds")]["data"] == secret_data.credential_secret_data(rotated)
 
 
 def test_a_secret_of_another_type_is_created_again(broker: Broker, run: Runner, cluster: FakeSecrets) -> None:
@@ -762,14 +762,14 @@ def test_a_secret_of_another_type_is_created_again(broker: Broker, run: Runner, 
 
 
 def test_a_conflict_on_the_credential_secret_is_retried(broker: Broker, run: Runner, cluster: FakeSecrets) -> None:
-    cluster.objects[(NS, "creds")] = credentials.credential_secret("creds", NS, {**CREDS, "port": 1}, OWNER)
+    cluster.objects[(NS, "creds")] = secret_data.credential_secret("creds", NS, {**CREDS, "port": 1}, OWNER)
     cluster.objects[(NS, "creds")]["metadata"]["resourceVersion"] = "7"
     cluster.conflicts = 2
     broker.answer("PUT", BINDING, 201, {"credentials": CREDS})
     result = run(**bind_args())
     assert result["secret_changed"] is True
     assert [body["metadata"]["resourceVersion"] for _, body in cluster.writes] == ["7", "8", "9"]
-    assert cluster.objects[(NS, "creds")]["data"] == credentials.credential_secret_data(CREDS)
+    assert cluster.objects[(NS, "creds")]["data"] == secret_data.credential_secret_data(CREDS)
 
 
 def test_check_mode_does_not_write_the_credential_secret(broker: Broker, run: Runner, cluster: FakeSecrets) -> None:
@@ -783,7 +783,7 @@ def test_credentials_in_an_error_answer_are_not_written(broker: Broker, run: Run
     broker.answer("PUT", BINDING, 409, {"description": "exists with other parameters", "credentials": CREDS})
     result = run(**bind_args())
     assert result["status"] == 409 and result["secret_changed"] is False and result["changed"] is False
-    assert result["body"]["credentials"] == credentials.credential_keys(CREDS)
+    assert result["body"]["credentials"] == secret_data.credential_keys(CREDS)
     assert cluster.writes == []
 
 
@@ -799,7 +799,7 @@ def test_a_secret_that_cannot_be_written_fails_the_task(broker: Broker, run: Run
 def test_credentials_without_a_secret_to_hold_them_are_dropped_with_a_warning(broker: Broker, run: Runner) -> None:
     broker.answer("PUT", BINDING, 201, {"credentials": CREDS})
     result = run(method="PUT", path=BINDING, body={})
-    assert result["body"] == {"credentials": credentials.credential_keys(CREDS)}
+    assert result["body"] == {"credentials": secret_data.credential_keys(CREDS)}
     assert "no credentials_secret was given" in json.dumps(result["warnings"])
 
 

@@ -1,5 +1,4 @@
 #!/usr/bin/python
-# ruff: noqa: E402 - DOCUMENTATION, EXAMPLES and RETURN come before the imports, as ansible-doc expects
 
 DOCUMENTATION = r"""
 module: osb_request
@@ -293,7 +292,7 @@ from ansible_collections.operator_sdk.util.plugins.module_utils.kube import (
     retry_on_conflict,
 )
 from ansible_collections.playbook_operator.servicecatalog.plugins.module_utils import osb_client
-from ansible_collections.playbook_operator.servicecatalog.plugins.module_utils.credentials import (
+from ansible_collections.playbook_operator.servicecatalog.plugins.module_utils.secret_data import (
     CredentialsError,
     ParametersError,
     SecretDataError,
