@@ -508,12 +508,30 @@ def test_a_long_message_is_cut_to_one_line() -> None:
     assert len(message) == catalog.MESSAGE_LIMIT and message.endswith("...") and "\n" not in message
 
 
-def test_a_refused_write_is_reported_as_a_sync_failure() -> None:
-    out = f.servicecatalog_broker_failure(broker(generation=2), "ErrorSyncingCatalog",
-                                          "Error syncing the catalog: Only one reference can have Controller set")
-    assert out["condition"]["reason"] == "ErrorSyncingCatalog"
+def test_a_refused_write_reports_the_apiservers_sentence() -> None:
+    status = {"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "Invalid", "code": 422,
+              "message": 'ClusterServiceClass "edge-id" is invalid: metadata.ownerReferences: Only one reference '
+                         "can have Controller set to true"}
+    failed = {"failed": True, "msg": "Failed to apply object: " + json.dumps(status)}
+    out = f.servicecatalog_sync_failure(failed, broker(generation=2))
+    assert out["condition"] == {
+        "type": "Ready", "status": "False", "reason": "ErrorSyncingCatalog",
+        "message": 'Error syncing the catalog: ClusterServiceClass "edge-id" is invalid: metadata.ownerReferences: '
+                   "Only one reference can have Controller set to true"}
     assert out["status"] == {"observedGeneration": 2}
     assert out["requeue_after"] == "30s"
+
+
+@pytest.mark.parametrize(("failed", "message"), [
+    ({"msg": "Failed to update the status of x: forbidden (403)"}, "Failed to update the status of x: forbidden (403)"),
+    ({"msg": "Failed to apply object: {not json"}, "Failed to apply object: {not json"),
+    ({}, "the apiserver refused a write"),
+    (None, "the apiserver refused a write"),
+])
+def test_a_refused_write_without_a_status_reports_the_tasks_message(failed: Any, message: str) -> None:
+    out = f.servicecatalog_sync_failure(failed, broker(), retry_after="1m")
+    assert out["condition"]["message"] == f"Error syncing the catalog: {message}"
+    assert out["requeue_after"] == "60s"
 
 
 # --- deleting a broker -------------------------------------------------------------------------
@@ -574,6 +592,10 @@ def test_a_blocked_deletion_names_five_instances_and_counts_the_rest() -> None:
     assert two["condition"]["message"] == "waiting for ServiceInstances ns/a, ns/b to be deleted"
     one = f.servicecatalog_broker_blocked(broker(), ["ns/a"])
     assert one["condition"]["message"] == "waiting for ServiceInstance ns/a to be deleted"
+
+
+def test_nothing_blocking_reports_nothing() -> None:
+    assert f.servicecatalog_broker_blocked(broker(), []) == {"condition": {}, "status": {}, "events": []}
 
 
 def test_a_blocked_deletion_tells_an_event_only_when_the_list_changes() -> None:

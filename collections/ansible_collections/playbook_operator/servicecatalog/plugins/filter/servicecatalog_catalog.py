@@ -34,10 +34,10 @@ def servicecatalog_catalog_failure(response: Mapping[str, Any], broker: Mapping[
     return catalog.fetch_failure(response, _broker(broker, "servicecatalog_catalog_failure"), retry_after)
 
 
-def servicecatalog_broker_failure(broker: Mapping[str, Any], reason: str, message: str,
-                                  retry_after: str = catalog.DEFAULT_RETRY) -> dict[str, Any]:
-    """A failure the role met itself (the apiserver refused a class), as failure()."""
-    return catalog.failure(_broker(broker, "servicecatalog_broker_failure"), reason, message, retry_after)
+def servicecatalog_sync_failure(failed: Mapping[str, Any], broker: Mapping[str, Any],
+                                retry_after: str = catalog.DEFAULT_RETRY) -> dict[str, Any]:
+    """A write the apiserver refused, as failure() (see catalog.sync_failure())."""
+    return catalog.sync_failure(failed, _broker(broker, "servicecatalog_sync_failure"), retry_after)
 
 
 def servicecatalog_blocking_instances(instances: Sequence[Any] | None, classes: Sequence[Any] | None) -> list[str]:
@@ -60,7 +60,7 @@ class FilterModule:
         return {
             "servicecatalog_catalog": servicecatalog_catalog,
             "servicecatalog_catalog_failure": servicecatalog_catalog_failure,
-            "servicecatalog_broker_failure": servicecatalog_broker_failure,
+            "servicecatalog_sync_failure": servicecatalog_sync_failure,
             "servicecatalog_blocking_instances": servicecatalog_blocking_instances,
             "servicecatalog_broker_blocked": servicecatalog_broker_blocked,
             "servicecatalog_broker_selector": servicecatalog_broker_selector,

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import json
 import math
 import re
 from collections.abc import Mapping, Sequence
@@ -455,6 +456,23 @@ def fetch_failure(response: Mapping[str, Any], broker: Mapping[str, Any],
     return failure(broker, ERROR_FETCHING_CATALOG, message, retry_after, response.get("retry_after"))
 
 
+def sync_failure(failed: Any, broker: Mapping[str, Any], retry_after: Any = DEFAULT_RETRY) -> dict[str, Any]:
+    """The failure() of a write the apiserver refused (ErrorSyncingCatalog), from the failed
+    task's result: kubernetes.core.k8s puts the apiserver's Status body, as JSON, after
+    ``Failed to apply object:``; its ``message`` is the sentence worth reporting."""
+    text = str(failed.get("msg") or "") if isinstance(failed, Mapping) else ""
+    said = text or "the apiserver refused a write"
+    start = text.find("{")
+    if start >= 0:
+        try:
+            status, _ = json.JSONDecoder().raw_decode(text, start)
+        except ValueError:
+            status = None
+        if isinstance(status, Mapping) and status.get("message"):
+            said = str(status["message"])
+    return failure(broker, ERROR_SYNCING_CATALOG, f"Error syncing the catalog: {said}", retry_after)
+
+
 def relist_after(broker: Mapping[str, Any], default: Any = DEFAULT_RELIST) -> tuple[str, str]:
     """``spec.relistDuration`` (else ``default``) as whole seconds, and a note when it could not
     be used (not a Go duration, or not positive), in which case the default is."""
@@ -588,7 +606,10 @@ def blocking_instances(instances: Any, classes: Any) -> list[str]:
 def delete_blocked(broker: Mapping[str, Any], blocking: Sequence[str]) -> dict[str, Any]:
     """What a broker whose deletion waits for ``blocking`` instances reports: ``condition``
     (Ready False, DeleteBlockedByExistingInstances, naming up to five), ``status``
-    (observedGeneration) and ``events`` (a Warning when the condition says something new)."""
+    (observedGeneration) and ``events`` (a Warning when the condition says something new); all
+    empty when nothing blocks."""
+    if not blocking:
+        return {"condition": {}, "status": {}, "events": []}
     shown = ", ".join(blocking[:NAMED_INSTANCES])
     more = len(blocking) - NAMED_INSTANCES
     which = "ServiceInstance" if len(blocking) == 1 else "ServiceInstances"
