@@ -8,6 +8,8 @@
 
 Shared: `state` (the JSON state file), `lifecycle` (instance and binding records, async
 operations that end by wall-clock time), `credentials`, `requestlog` (``GET /admin/requests``
-and the stderr line per request, both without secrets) and `cli` (command line, stdout).
+and the stderr line per request, both without secrets), `offering` (``--catalog-prefix`` and
+``--omit-service``: which services the catalog shows, under which ids) and `cli` (command line,
+stdout).
 A broker started again on the same state file carries on where the last one stopped.
 """

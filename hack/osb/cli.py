@@ -10,8 +10,11 @@ import argparse
 import logging
 import signal
 import sys
+from collections.abc import Collection
 from pathlib import Path
 from types import FrameType
+
+from hack.osb.offering import Offering
 
 
 def parser(prog: str, description: str) -> argparse.ArgumentParser:
@@ -23,7 +26,22 @@ def parser(prog: str, description: str) -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default: %(default)s)")
     p.add_argument("--async-seconds", type=float, default=3.0,
                    help="how long after its start an async operation ends (default: %(default)s)")
+    p.add_argument("--catalog-prefix", default="", metavar="P",
+                   help="put P before every service id, service name and plan id of the catalog (not plan "
+                        "names); requests must name them so (default: none)")
+    p.add_argument("--omit-service", action="append", default=[], metavar="NAME",
+                   help="leave service NAME (unprefixed) out of the catalog and refuse new instances of it; "
+                        "instances made before keep working (repeatable)")
     return p
+
+
+def offering(p: argparse.ArgumentParser, args: argparse.Namespace, services: Collection[str]) -> Offering:
+    """The `Offering` of ``--catalog-prefix`` and ``--omit-service``; a service name that is not one of
+    `services` (a typo would otherwise leave the catalog whole) ends the program."""
+    unknown = sorted(set(args.omit_service) - set(services))
+    if unknown:
+        p.error(f"--omit-service {', '.join(unknown)}: not a service of this broker ({', '.join(services)})")
+    return Offering(args.catalog_prefix, frozenset(args.omit_service))
 
 
 def logger(name: str) -> logging.Logger:

@@ -1,6 +1,7 @@
 """The ``sync-db`` and ``async-db`` services, as an openbrokerapi ServiceBroker.
 
-Plans (service id ``<service>-id``, plan id ``<service>-<plan>``):
+Plans (service id ``<service>-id``, plan id ``<service>-<plan>``, each with ``--catalog-prefix``
+before it in the catalog and in requests, as are the service names; see `hack.osb.offering`):
 
 - ``sync-db``: ``small`` and ``large`` provision, update and bind synchronously, with
   ``postgresql`` credentials; ``broken`` refuses to provision (400, `BROKEN`).
@@ -14,6 +15,11 @@ ErrInstanceDoesNotExist, ErrBindingDoesNotExist: 410 ``{}`` from DELETE, 404 ``{
 ErrAsyncRequired: 422 AsyncRequired; ErrConcurrentInstanceAccess: 422 ConcurrencyError (not
 from PUT of an instance, where it would be a 500); ErrPlanChangeNotSupported: 400
 InvalidParameters (OSB would have a 422).
+
+openbrokerapi refuses a provision, update, bind, unbind or deprovision whose plan_id is not in
+`DatabaseBroker.catalog()` (400 ``plan_id not found in this service.``), so that catalog holds
+the omitted services too; ``GET /v2/catalog`` serves `DatabaseBroker.offered()` (see
+`hack.osb.openbroker`). A provision of an omitted service is 400.
 """
 
 from __future__ import annotations
@@ -44,6 +50,7 @@ from openbrokerapi.service_broker import (
 )
 
 from hack.osb import credentials, lifecycle
+from hack.osb.offering import Offering
 from hack.osb.state import StateFile
 
 BROKEN = "plan broken cannot be provisioned: no capacity in region test-1"
@@ -76,28 +83,26 @@ PLANS = {p.id: p for p in (
     Plan("async-db", "flaky", "A database whose provisioning fails", asynchronous=True, failure=FLAKY),
 )}
 CREDENTIALS_TYPE = {"sync-db-id": "postgresql", "async-db-id": "mysql"}
+SERVICES = ("sync-db", "async-db")
 
 
-def _plans(service: str) -> list[ServicePlan]:
-    return [ServicePlan(id=p.id, name=p.name, description=p.description, free=True)
-            for p in PLANS.values() if p.service == service]
+def build_catalog(offering: Offering) -> dict[str, Service]:
+    """Every service by its own name, with the catalog's (prefixed) ids and names."""
+    def plans(service: str) -> list[ServicePlan]:
+        return [ServicePlan(id=offering.public(p.id), name=p.name, description=p.description, free=True)
+                for p in PLANS.values() if p.service == service]
 
-
-CATALOG = [
-    Service(id="sync-db-id", name="sync-db", description="A database provisioned synchronously",
-            bindable=True, plan_updateable=True, tags=["database"],
-            metadata=ServiceMetadata(displayName="Sync DB"), plans=_plans("sync-db")),
-    Service(id="async-db-id", name="async-db", description="A database provisioned asynchronously",
-            bindable=True, plan_updateable=False, instances_retrievable=True, bindings_retrievable=True,
-            tags=["database"], metadata=ServiceMetadata(displayName="Async DB"), plans=_plans("async-db")),
-]
-
-
-def plan_for(service_id: str, plan_id: str) -> Plan:
-    plan = PLANS.get(plan_id)
-    if plan is None or plan.service_id != service_id:
-        raise errors.ErrBadRequest(f"plan {plan_id} is not a plan of service {service_id}")
-    return plan
+    return {
+        "sync-db": Service(
+            id=offering.public("sync-db-id"), name=offering.public("sync-db"),
+            description="A database provisioned synchronously", bindable=True, plan_updateable=True,
+            tags=["database"], metadata=ServiceMetadata(displayName="Sync DB"), plans=plans("sync-db")),
+        "async-db": Service(
+            id=offering.public("async-db-id"), name=offering.public("async-db"),
+            description="A database provisioned asynchronously", bindable=True, plan_updateable=False,
+            instances_retrievable=True, bindings_retrievable=True, tags=["database"],
+            metadata=ServiceMetadata(displayName="Async DB"), plans=plans("async-db")),
+    }
 
 
 def not_found() -> NoReturn:
@@ -109,9 +114,11 @@ def not_found() -> NoReturn:
 
 # openbrokerapi ships no type information, so its base class is Any to mypy.
 class DatabaseBroker(ServiceBroker):  # type: ignore[misc]
-    def __init__(self, store: StateFile, async_seconds: float) -> None:
+    def __init__(self, store: StateFile, async_seconds: float, offering: Offering) -> None:
         self.store = store
         self.async_seconds = async_seconds
+        self.offering = offering
+        self.services = build_catalog(offering)
 
     @contextmanager
     def _settled(self) -> Iterator[dict[str, Any]]:
@@ -120,10 +127,25 @@ class DatabaseBroker(ServiceBroker):  # type: ignore[misc]
             yield data
 
     def catalog(self) -> list[Service]:
-        return CATALOG
+        """Every service, the omitted ones too: openbrokerapi checks the plan_id of requests against it."""
+        return list(self.services.values())
+
+    def offered(self) -> list[Service]:
+        """The catalog ``GET /v2/catalog`` answers: without the omitted services."""
+        return [service for name, service in self.services.items() if self.offering.offers(name)]
+
+    def _plan(self, service_id: str | None, plan_id: str | None) -> Plan:
+        """The plan a request names by the catalog's ids; 400 if they are not the catalog's (not
+        prefixed) or not one service's."""
+        plan = PLANS.get(self.offering.local(plan_id) or "")
+        if plan is None or plan.service_id != self.offering.local(service_id):
+            raise errors.ErrBadRequest(f"plan {plan_id} is not a plan of service {service_id}")
+        return plan
 
     def provision(self, instance_id: str, details: Any, async_allowed: bool, **kwargs: Any) -> ProvisionedServiceSpec:
-        plan = plan_for(details.service_id, details.plan_id)
+        plan = self._plan(details.service_id, details.plan_id)
+        if not self.offering.offers(plan.service):
+            raise errors.ErrBadRequest(f"service {self.offering.public(plan.service)} is no longer offered")
         if plan.refusal:
             raise errors.ErrBadRequest(plan.refusal)
         if plan.asynchronous and not async_allowed:
@@ -155,7 +177,7 @@ class DatabaseBroker(ServiceBroker):  # type: ignore[misc]
             if lifecycle.pending(instance) is not None:
                 raise errors.ErrConcurrentInstanceAccess()
             current = PLANS[instance["plan_id"]]
-            target = plan_for(details.service_id, details.plan_id or current.id)
+            target = self._plan(details.service_id, details.plan_id or self.offering.public(current.id))
             if target.id != current.id and current.asynchronous:
                 raise errors.ErrPlanChangeNotSupported()  # async-db is not plan_updateable
             if target.refusal:
@@ -204,10 +226,11 @@ class DatabaseBroker(ServiceBroker):  # type: ignore[misc]
                 raise errors.ErrInstanceDoesNotExist()
             if instance["state"] == lifecycle.BUSY["update"]:
                 raise errors.ErrConcurrentInstanceAccess()
-            return GetInstanceDetailsSpec(instance["service_id"], instance["plan_id"],
-                                          parameters=instance["parameters"])
+            return GetInstanceDetailsSpec(self.offering.public(instance["service_id"]),
+                                          self.offering.public(instance["plan_id"]), parameters=instance["parameters"])
 
     def bind(self, instance_id: str, binding_id: str, details: Any, async_allowed: bool, **kwargs: Any) -> Binding:
+        requested = self._plan(details.service_id, details.plan_id)
         with self._settled() as data:
             instance = data["instances"].get(instance_id)
             if instance is None:
@@ -221,14 +244,14 @@ class DatabaseBroker(ServiceBroker):  # type: ignore[misc]
                 raise errors.ErrAsyncRequired()
             existing = instance["bindings"].get(binding_id)
             if existing is not None:
-                if not lifecycle.same(existing, details.service_id, details.plan_id, details.parameters):
+                if not lifecycle.same(existing, requested.service_id, requested.id, details.parameters):
                     raise errors.ErrBindingAlreadyExists()
                 op = lifecycle.pending(existing)
                 if op is not None:
                     return Binding(BindState.IS_ASYNC, operation=op["id"])
                 return Binding(BindState.IDENTICAL_ALREADY_EXISTS, credentials=existing["credentials"])
             secret = credentials.database(CREDENTIALS_TYPE[plan.service_id], instance_id, binding_id)
-            binding = lifecycle.new_binding(details.service_id, details.plan_id, details.parameters, secret)
+            binding = lifecycle.new_binding(requested.service_id, requested.id, details.parameters, secret)
             instance["bindings"][binding_id] = binding
             instance["gone_bindings"].pop(binding_id, None)
             if not plan.asynchronous:

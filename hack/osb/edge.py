@@ -1,7 +1,8 @@
 """The ``edge`` service: one plan per behaviour openbrokerapi cannot produce. Served over HTTP by
 `hack.osb.edgebroker`; here each OSB call is a method answering a `Reply`.
 
-Plans (service id ``edge-id``, plan id ``edge-<name>``):
+Plans (service id ``edge-id``, plan id ``edge-<name>``, each with ``--catalog-prefix`` before it
+in the catalog and in requests, as is the service name; see `hack.osb.offering`):
 
 - ``retry-after``: provision and deprovision only async (else 422 AsyncRequired); polls answer
   ``in progress`` with ``Retry-After: 2`` until ``--async-seconds`` have passed.
@@ -21,7 +22,7 @@ Plans (service id ``edge-id``, plan id ``edge-<name>``):
 
 Any other plan binds synchronously. Once an async delete has finished, its last_operation answers
 410 Gone ``{}`` (OSB: a success for a delete); the poll of an instance or binding never seen
-is 404.
+is 404. With ``--omit-service edge`` the catalog has no service and a provision is 400.
 """
 
 from __future__ import annotations
@@ -33,8 +34,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from hack.osb import credentials, lifecycle
+from hack.osb.offering import Offering
 from hack.osb.state import StateFile
 
+SERVICE_NAME = "edge"
 SERVICE_ID = "edge-id"
 MAINTENANCE_VERSION = "2.0.0"
 PLAN_DESCRIPTIONS = {
@@ -76,11 +79,13 @@ def concurrency_error(what: str) -> Reply:
 
 
 class EdgeService:
-    def __init__(self, store: StateFile, async_seconds: float, slow_seconds: float, delete_failures: int) -> None:
+    def __init__(self, store: StateFile, async_seconds: float, slow_seconds: float, delete_failures: int,
+                 offering: Offering) -> None:
         self.store = store
         self.async_seconds = async_seconds
         self.slow_seconds = slow_seconds
         self.delete_failures = delete_failures
+        self.offering = offering
 
     @contextmanager
     def _settled(self) -> Iterator[dict[str, Any]]:
@@ -91,15 +96,19 @@ class EdgeService:
     def catalog(self) -> Reply:
         with self.store.view() as data:
             version = data["maintenance_version"]
+        if not self.offering.offers(SERVICE_NAME):
+            return Reply(200, {"services": []})
         plans = []
         for name, description in PLAN_DESCRIPTIONS.items():
-            plan: dict[str, Any] = {"id": f"edge-{name}", "name": name, "description": description, "free": True}
+            plan: dict[str, Any] = {"id": self.offering.public(f"edge-{name}"), "name": name,
+                                    "description": description, "free": True}
             if name == "maintained":
                 plan["maintenance_info"] = {"version": version, "description": f"edge runtime {version}"}
             if name == "never-finishes":
                 plan["maximum_polling_duration"] = 5
             plans.append(plan)
-        service = {"id": SERVICE_ID, "name": "edge", "description": "OSB edge cases", "bindable": True,
+        service = {"id": self.offering.public(SERVICE_ID), "name": self.offering.public(SERVICE_NAME),
+                   "description": "OSB edge cases", "bindable": True,
                    "plan_updateable": True, "instances_retrievable": True, "bindings_retrievable": True,
                    "tags": ["edge"], "metadata": {"displayName": "Edge cases"}, "plans": plans}
         return Reply(200, {"services": [service]})
@@ -111,15 +120,17 @@ class EdgeService:
             data["maintenance_version"] = body["version"]
         return Reply(200, {"version": body["version"]})
 
-    @staticmethod
-    def _plan(body: dict[str, Any], default: str | None = None) -> str | Reply:
-        """The plan a request body names (`default` when it names none), or the 400 for it."""
-        plan_id = body.get("plan_id", default)
-        if body.get("service_id") != SERVICE_ID:
-            return bad_request(f"service_id must be {SERVICE_ID}")
-        if not isinstance(plan_id, str) or plan_name(plan_id) not in PLAN_DESCRIPTIONS:
-            return bad_request(f"no plan {plan_id} in service {SERVICE_ID}")
-        return plan_name(plan_id)
+    def _plan(self, body: dict[str, Any], default: str | None = None) -> str | Reply:
+        """The name of the plan a request body names by the catalog's ids (`default`, a plan id of
+        this broker's own, when it names none), or the 400 for it."""
+        service_id = self.offering.public(SERVICE_ID)
+        plan_id = body.get("plan_id", default and self.offering.public(default))
+        if body.get("service_id") != service_id:
+            return bad_request(f"service_id must be {service_id}")
+        own_id = self.offering.local(plan_id)
+        if own_id is None or plan_name(own_id) not in PLAN_DESCRIPTIONS:
+            return bad_request(f"no plan {plan_id} in service {service_id}")
+        return plan_name(own_id)
 
     @staticmethod
     def _maintenance_conflict(data: dict[str, Any], body: dict[str, Any]) -> Reply | None:
@@ -134,6 +145,8 @@ class EdgeService:
         plan = self._plan(body)
         if isinstance(plan, Reply):
             return plan
+        if not self.offering.offers(SERVICE_NAME):
+            return bad_request(f"service {self.offering.public(SERVICE_NAME)} is no longer offered")
         if plan in ASYNC_PROVISION and not accepts_incomplete:
             return Reply(422, ASYNC_REQUIRED)
         with self._settled() as data:
@@ -221,8 +234,9 @@ class EdgeService:
                 return Reply(404, {})
             if instance["state"] == lifecycle.BUSY["update"]:
                 return concurrency_error(instance_id)
-            answer = {k: instance[k] for k in ("service_id", "plan_id", "parameters", "maintenance_info")
-                      if k in instance}
+            answer = {"service_id": self.offering.public(instance["service_id"]),
+                      "plan_id": self.offering.public(instance["plan_id"]),
+                      **{k: instance[k] for k in ("parameters", "maintenance_info") if k in instance}}
             return Reply(200, answer)
 
     def bind(self, instance_id: str, binding_id: str, body: dict[str, Any], accepts_incomplete: bool) -> Reply:

@@ -3,6 +3,7 @@ of `hack.osb.edge`.
 
     python -m hack.osb.edgebroker --port PORT --state FILE --username U --password P
         [--host 127.0.0.1] [--async-seconds 3] [--slow-seconds 30] [--delete-failures 2]
+        [--catalog-prefix P] [--omit-service edge]
 
 Every ``/v2`` request needs ``X-Broker-API-Version`` 2.13 or later (else 412) and basic auth
 (else 401); PUT and PATCH bodies must be JSON objects (else 400). Without auth, to loopback
@@ -24,7 +25,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from hack.osb import cli, requestlog
-from hack.osb.edge import EdgeService, Reply, bad_request, empty_state
+from hack.osb.edge import SERVICE_NAME, EdgeService, Reply, bad_request, empty_state
 from hack.osb.state import StateFile
 
 MIN_VERSION = (2, 13)
@@ -161,9 +162,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     p.add_argument("--delete-failures", type=int, default=2,
                    help="how many deletes of an error500 instance fail first (default: %(default)s)")
     args = p.parse_args(argv)
+    offering = cli.offering(p, args, [SERVICE_NAME])
     log = cli.logger("edgebroker")
     store = StateFile(args.state, empty_state)
-    service = EdgeService(store, args.async_seconds, args.slow_seconds, args.delete_failures)
+    service = EdgeService(store, args.async_seconds, args.slow_seconds, args.delete_failures, offering)
     server = EdgeServer((args.host, args.port), service, args.username, args.password, log)
     cli.exit_on_sigterm()
     cli.announce(args.host, server.server_port)

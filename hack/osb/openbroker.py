@@ -2,10 +2,13 @@
 services of `hack.osb.databases`.
 
     python -m hack.osb.openbroker --port PORT --state FILE --username U --password P
-        [--host 127.0.0.1] [--async-seconds 3]
+        [--host 127.0.0.1] [--async-seconds 3] [--catalog-prefix P] [--omit-service NAME]...
 
 Besides the blueprint's OSB routes, the Flask app serves ``GET /admin/requests`` (the request
 log, without auth, only to loopback clients) and records every OSB request in the state file.
+``GET /v2/catalog`` is the blueprint's route (auth, version check) with the app's view: the
+services `DatabaseBroker.offered()`, not `DatabaseBroker.catalog()`, which openbrokerapi checks
+plan ids against and which keeps the ``--omit-service`` ones for their instances.
 
 What openbrokerapi does on its own: a missing ``X-Broker-API-Version`` header is 400 (not 412),
 one below 2.13 is 412; a bad or missing basic auth is 401; PUT and PATCH need
@@ -30,10 +33,12 @@ from flask import Flask, Response, g, jsonify, request
 from openbrokerapi import errors
 from openbrokerapi.api import get_blueprint
 from openbrokerapi.auth import BrokerCredentials
+from openbrokerapi.helper import to_json_response
+from openbrokerapi.response import CatalogResponse
 from werkzeug.serving import make_server
 
 from hack.osb import cli, lifecycle, requestlog
-from hack.osb.databases import DatabaseBroker
+from hack.osb.databases import SERVICES, DatabaseBroker
 from hack.osb.state import StateFile
 
 LOOPBACK = frozenset({"127.0.0.1", "::1"})
@@ -54,6 +59,12 @@ def create_app(store: StateFile, broker: DatabaseBroker, username: str, password
     library_log.addFilter(ExpectedAnswers())
     app = Flask("openbroker")
     app.register_blueprint(get_blueprint(broker, BrokerCredentials(username, password), library_log))
+
+    def offered_catalog() -> Response:
+        return to_json_response(CatalogResponse(broker.offered()))  # type: ignore[no-any-return]
+
+    assert "open_broker.catalog" in app.view_functions, "openbrokerapi renamed its catalog view"
+    app.view_functions["open_broker.catalog"] = offered_catalog
 
     @app.get("/admin/requests")
     def admin_requests() -> Response | tuple[Response, int]:
@@ -81,14 +92,16 @@ def create_app(store: StateFile, broker: DatabaseBroker, username: str, password
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    args = cli.parser("python -m hack.osb.openbroker", __doc__.splitlines()[0]).parse_args(argv)
+    p = cli.parser("python -m hack.osb.openbroker", __doc__.splitlines()[0])
+    args = p.parse_args(argv)
+    offering = cli.offering(p, args, SERVICES)
     log = cli.logger("openbroker")
     # openbrokerapi logs every request header, Authorization too, at DEBUG; werkzeug logs its
     # own line per request, which the app's replaces.
     logging.getLogger("openbrokerapi").setLevel(logging.INFO)
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
     store = StateFile(args.state, lifecycle.empty_state)
-    broker = DatabaseBroker(store, args.async_seconds)
+    broker = DatabaseBroker(store, args.async_seconds, offering)
     app = create_app(store, broker, args.username, args.password, log)
     server = make_server(args.host, args.port, app, threaded=True)
     cli.exit_on_sigterm()

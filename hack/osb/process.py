@@ -56,8 +56,10 @@ class BrokerProcess:
         return self.state.with_name(self.state.name + ".log")
 
     def command(self) -> list[str]:
+        # --opt=value: a generated password starts with "-" one time in 64, which argparse would
+        # take for an option after a separate --password.
         return [sys.executable, "-m", f"hack.osb.{self.kind}", "--port", str(self.port), "--state", str(self.state),
-                "--username", self.username, "--password", self.password, *self.extra_args]
+                f"--username={self.username}", f"--password={self.password}", *self.extra_args]
 
     def start(self, timeout: float = 20.0) -> BrokerProcess:
         """Start the broker and return once it accepts connections."""

@@ -238,6 +238,15 @@ def test_openbroker_carries_on_after_a_restart(tmp_path: Path) -> None:
         broker.stop()
 
 
+def test_a_password_that_looks_like_an_option(tmp_path: Path) -> None:
+    # BrokerProcess's generated passwords start with "-" one time in 64.
+    broker = BrokerProcess("edgebroker", tmp_path / "state.json", password="-looks-like-an-option").start()
+    try:
+        assert call(broker, "GET", "/v2/catalog").status == 200
+    finally:
+        broker.stop()
+
+
 # edgebroker: what openbrokerapi cannot send
 
 
@@ -393,5 +402,180 @@ def test_edgebroker_carries_on_after_a_restart(tmp_path: Path) -> None:
         ended = poll(lambda: call(broker, "GET", instance + "/last_operation"), finished)
         assert ended.body["state"] == "succeeded" and time.time() - began >= ASYNC_SECONDS
         assert call(broker, "GET", instance).body["plan_id"] == "edge-retry-after"
+    finally:
+        broker.stop()
+
+
+# --catalog-prefix and --omit-service, on both brokers
+
+PREFIX = "t-1a2b3c4d-"
+
+
+def ids_of(catalog: Answer) -> dict[str, tuple[str, dict[str, str]]]:
+    """Each service's name: its id and its plans' names to ids."""
+    return {s["name"]: (s["id"], {p["name"]: p["id"] for p in s["plans"]}) for s in catalog.body["services"]}
+
+
+def test_openbroker_catalog_prefix(tmp_path: Path) -> None:
+    broker = start("openbroker", tmp_path / "state.json", "--catalog-prefix", PREFIX)
+    try:
+        catalog = call(broker, "GET", "/v2/catalog")
+        assert ids_of(catalog) == {
+            f"{PREFIX}sync-db": (f"{PREFIX}sync-db-id", {
+                "small": f"{PREFIX}sync-db-small", "large": f"{PREFIX}sync-db-large",
+                "broken": f"{PREFIX}sync-db-broken"}),
+            f"{PREFIX}async-db": (f"{PREFIX}async-db-id", {
+                "standard": f"{PREFIX}async-db-standard", "flaky": f"{PREFIX}async-db-flaky"})}
+        sync_db = next(s for s in catalog.body["services"] if s["name"] == f"{PREFIX}sync-db")
+        assert sync_db["description"] == "A database provisioned synchronously"
+        assert sync_db["metadata"] == {"displayName": "Sync DB"}
+
+        iid, bid = new_id(), new_id()
+        instance, binding = f"/v2/service_instances/{iid}", f"/v2/service_instances/{iid}/service_bindings/{bid}"
+        standard = {"service_id": f"{PREFIX}async-db-id", "plan_id": f"{PREFIX}async-db-standard"}
+        query = f"?service_id={PREFIX}async-db-id&plan_id={PREFIX}async-db-standard"
+        assert call(broker, "PUT", instance + "?accepts_incomplete=true", standard).status == 202
+        assert call(broker, "PUT", instance + "?accepts_incomplete=true", standard).status == 202  # the same
+        provisioned = poll(lambda: call(broker, "GET", instance + "/last_operation" + query), finished)
+        assert provisioned.body == {"state": "succeeded", "description": "provisioned"}
+        got = call(broker, "GET", instance).body
+        assert (got["service_id"], got["plan_id"]) == (standard["service_id"], standard["plan_id"])
+        assert call(broker, "PUT", binding + "?accepts_incomplete=true", standard).status == 202
+        assert poll(lambda: call(broker, "GET", binding + "/last_operation" + query), finished).body["state"] == (
+            "succeeded")
+        assert call(broker, "GET", binding).body["credentials"]["type"] == "mysql"
+        assert call(broker, "PUT", binding + "?accepts_incomplete=true", standard).status == 200  # the same
+        changed = {**standard, "parameters": {"x": 1}}
+        assert call(broker, "PUT", binding + "?accepts_incomplete=true", changed).status == 409
+
+        # The catalog's own ids without the prefix are as unknown as any other.
+        small = {"service_id": f"{PREFIX}sync-db-id", "plan_id": f"{PREFIX}sync-db-small"}
+        other = f"/v2/service_instances/{new_id()}"
+        assert call(broker, "PUT", other, {"service_id": "sync-db-id", "plan_id": "sync-db-small"}).status == 400
+        refused = call(broker, "PUT", other, {**small, "service_id": "sync-db-id"})
+        assert refused.body == {"description": f"plan {PREFIX}sync-db-small is not a plan of service sync-db-id"}
+        assert call(broker, "PUT", other, small).status == 201
+        assert call(broker, "PATCH", other, {**small, "plan_id": "sync-db-large"}).status == 400
+        assert call(broker, "PATCH", other, {**small, "plan_id": f"{PREFIX}sync-db-large"}).status == 200
+        assert call(broker, "DELETE", other + "?service_id=sync-db-id&plan_id=sync-db-large").status == 400
+        assert call(broker, "DELETE", other + f"?service_id={PREFIX}sync-db-id&plan_id={PREFIX}sync-db-large"
+                    ).status == 200
+        assert call(broker, "PUT", f"/v2/service_instances/{new_id()}", {
+            "service_id": f"{PREFIX}sync-db-id", "plan_id": f"{PREFIX}sync-db-broken"}).body == {
+            "description": "plan broken cannot be provisioned: no capacity in region test-1"}
+    finally:
+        broker.stop()
+
+
+def test_edgebroker_catalog_prefix(tmp_path: Path) -> None:
+    broker = start("edgebroker", tmp_path / "state.json", "--catalog-prefix", PREFIX)
+    try:
+        (service,) = call(broker, "GET", "/v2/catalog").body["services"]
+        assert (service["id"], service["name"], service["description"]) == (
+            f"{PREFIX}edge-id", f"{PREFIX}edge", "OSB edge cases")
+        plans = {p["name"]: p for p in service["plans"]}
+        assert {name: p["id"] for name, p in plans.items()} == {name: f"{PREFIX}edge-{name}" for name in (
+            "retry-after", "maintained", "slow", "error500", "never-finishes", "async-bind", "bind-timeout")}
+        assert plans["never-finishes"]["maximum_polling_duration"] == 5
+
+        def prefixed(plan: str) -> dict[str, Any]:
+            return {"service_id": f"{PREFIX}edge-id", "plan_id": f"{PREFIX}edge-{plan}"}
+
+        def query(plan: str) -> str:
+            return f"?service_id={PREFIX}edge-id&plan_id={PREFIX}edge-{plan}&accepts_incomplete=true"
+
+        iid, bid = new_id(), new_id()
+        instance, binding = f"/v2/service_instances/{iid}", f"/v2/service_instances/{iid}/service_bindings/{bid}"
+        assert call(broker, "PUT", instance + "?accepts_incomplete=true", prefixed("retry-after")).status == 202
+        polled = poll(lambda: call(broker, "GET", instance + "/last_operation" + query("retry-after")), finished)
+        assert polled.body["state"] == "succeeded"
+        got = call(broker, "GET", instance).body
+        assert (got["service_id"], got["plan_id"]) == (f"{PREFIX}edge-id", f"{PREFIX}edge-retry-after")
+        assert call(broker, "PUT", instance + "?accepts_incomplete=true", prefixed("retry-after")).status == 200
+        assert call(broker, "PATCH", instance, {"service_id": f"{PREFIX}edge-id"}).status == 200  # the plan it has
+        bound = call(broker, "PUT", binding, prefixed("retry-after"))
+        assert bound.status == 201 and bound.body["credentials"]["type"] == "redis"
+        assert call(broker, "PUT", binding, prefixed("retry-after")).status == 200  # the same
+
+        async_bind = f"/v2/service_instances/{new_id()}"
+        assert call(broker, "PUT", async_bind, prefixed("async-bind")).status == 201
+        late = f"{async_bind}/service_bindings/{new_id()}"
+        assert call(broker, "PUT", late + "?accepts_incomplete=true", prefixed("async-bind")).status == 202
+        assert poll(lambda: call(broker, "GET", late + "/last_operation" + query("async-bind")), finished).body[
+            "state"] == "succeeded"
+
+        # The catalog's own ids without the prefix are as unknown as any other.
+        other = f"/v2/service_instances/{new_id()}"
+        refused = call(broker, "PUT", other, edge("maintained"))
+        assert (refused.status, refused.body["description"]) == (400, f"service_id must be {PREFIX}edge-id")
+        refused = call(broker, "PUT", other, {**prefixed("maintained"), "plan_id": "edge-maintained"})
+        assert (refused.status, refused.body["description"]) == (
+            400, f"no plan edge-maintained in service {PREFIX}edge-id")
+        assert call(broker, "PATCH", instance, {**prefixed("slow"), "plan_id": "edge-slow"}).status == 400
+        assert call(broker, "PUT", f"{instance}/service_bindings/{new_id()}", edge("retry-after")).status == 400
+        assert call(broker, "GET", instance).body["plan_id"] == f"{PREFIX}edge-retry-after"
+    finally:
+        broker.stop()
+
+
+def test_openbroker_omitted_service_keeps_its_instances(tmp_path: Path) -> None:
+    broker = start("openbroker", tmp_path / "state.json", "--catalog-prefix", PREFIX)
+    try:
+        standard = {"service_id": f"{PREFIX}async-db-id", "plan_id": f"{PREFIX}async-db-standard"}
+        query = f"?service_id={PREFIX}async-db-id&plan_id={PREFIX}async-db-standard&accepts_incomplete=true"
+        iid, bid = new_id(), new_id()
+        ready, binding = f"/v2/service_instances/{iid}", f"/v2/service_instances/{iid}/service_bindings/{bid}"
+        busy = f"/v2/service_instances/{new_id()}"  # still provisioning when the broker stops
+
+        def last(path: str) -> Callable[[], Answer]:
+            return lambda: call(broker, "GET", path + "/last_operation")
+
+        assert call(broker, "PUT", ready + "?accepts_incomplete=true", standard).status == 202
+        poll(last(ready), finished)
+        assert call(broker, "PUT", binding + "?accepts_incomplete=true", standard).status == 202
+        assert call(broker, "PUT", busy + "?accepts_incomplete=true", standard).status == 202
+
+        broker.extra_args += ["--omit-service", "async-db"]
+        broker.restart()
+        assert set(ids_of(call(broker, "GET", "/v2/catalog"))) == {f"{PREFIX}sync-db"}
+        refused = call(broker, "PUT", f"/v2/service_instances/{new_id()}?accepts_incomplete=true", standard)
+        assert refused.body == {"description": f"service {PREFIX}async-db is no longer offered"}
+        assert call(broker, "PUT", f"/v2/service_instances/{new_id()}", {
+            "service_id": f"{PREFIX}sync-db-id", "plan_id": f"{PREFIX}sync-db-small"}).status == 201
+
+        # What was under way carries on; what was made can be taken apart.
+        assert poll(last(busy), finished).body["state"] == "succeeded"
+        assert poll(last(binding), finished).body["state"] == "succeeded"
+        assert call(broker, "GET", binding).body["credentials"]["type"] == "mysql"
+        assert call(broker, "DELETE", binding + query).status == 202
+        assert call(broker, "DELETE", busy + query).status == 202
+        assert poll(last(binding), finished).body == {"state": "succeeded", "description": "unbound"}
+        assert call(broker, "DELETE", ready + query).status == 202
+        for instance in (busy, ready):
+            assert poll(last(instance), finished).body == {"state": "succeeded", "description": "deprovisioned"}
+    finally:
+        broker.stop()
+
+
+def test_edgebroker_omitted_service_keeps_its_instances(tmp_path: Path) -> None:
+    typo = BrokerProcess("edgebroker", tmp_path / "typo.json", extra_args=["--omit-service", "nope"])
+    with pytest.raises(RuntimeError, match="exited with 2"):
+        typo.start()
+    assert "--omit-service nope: not a service of this broker (edge)" in typo.log_tail()
+
+    broker = start("edgebroker", tmp_path / "state.json", "--catalog-prefix", PREFIX)
+    prefixed = {"service_id": f"{PREFIX}edge-id", "plan_id": f"{PREFIX}edge-retry-after"}
+    query = f"?service_id={PREFIX}edge-id&plan_id={PREFIX}edge-retry-after&accepts_incomplete=true"
+    instance = f"/v2/service_instances/{new_id()}"
+    try:
+        assert call(broker, "PUT", instance + "?accepts_incomplete=true", prefixed).status == 202
+        broker.extra_args += ["--omit-service", "edge"]
+        broker.restart()
+        assert call(broker, "GET", "/v2/catalog").body == {"services": []}
+        refused = call(broker, "PUT", f"/v2/service_instances/{new_id()}?accepts_incomplete=true", prefixed)
+        assert (refused.status, refused.body["description"]) == (400, f"service {PREFIX}edge is no longer offered")
+        assert poll(lambda: call(broker, "GET", instance + "/last_operation"), finished).body["state"] == "succeeded"
+        assert call(broker, "DELETE", instance + query).status == 202
+        assert poll(lambda: call(broker, "GET", instance + "/last_operation"), finished).status == 410
     finally:
         broker.stop()
