@@ -7,6 +7,7 @@ the plugin loads."""
 from __future__ import annotations
 
 import copy
+import datetime
 import hashlib
 import json
 import os
@@ -437,6 +438,72 @@ def test_events_on_a_change_or_when_ready_says_something_new() -> None:
     assert [e["type"] for e in sync(body(), broker(), classes, plans)["events"]] == ["Normal"]  # no Ready yet
 
 
+NOW = "2024-06-01T12:00:00Z"
+READY = {"type": "Ready", "status": "True", "reason": "FetchedCatalog",
+         "message": "Fetched the catalog: 1 class, 1 plan", "lastTransitionTime": "2024-06-01T00:00:00Z"}
+
+
+def listed(last: str, **status: Any) -> dict[str, Any]:
+    """The broker as a relist at ``last`` left it (one class, one plan)."""
+    b = broker()
+    b["status"] = {"conditions": [READY], "catalog": {"classes": 1, "plans": 1}, "observedGeneration": 1,
+                   "lastCatalogRetrievalTime": last, **status}
+    return b
+
+
+def test_the_first_relist_writes_the_retrieval_time() -> None:
+    assert sync(body(), now=NOW)["status"]["lastCatalogRetrievalTime"] == NOW
+    assert "lastCatalogRetrievalTime" not in sync(body())["status"]  # without a clock, never
+
+
+def test_a_relist_that_changes_nothing_keeps_a_recent_retrieval_time() -> None:
+    classes, plans = settled(body())
+    out = sync(body(), listed("2024-06-01T11:55:00Z"), classes, plans, now=NOW)
+    assert out["status"] == {"catalog": {"classes": 1, "plans": 1}, "observedGeneration": 1}
+    assert out["events"] == []
+
+
+@pytest.mark.parametrize(("last", "written"), [
+    ("2024-06-01T11:52:31Z", False),  # 7m29s old: under half of 15m
+    ("2024-06-01T11:52:30Z", True),   # half the relist period
+    ("2024-06-01T11:45:00Z", True),   # a relist period: the requeued relist
+    ("2024-06-01T12:05:00Z", True),   # in the future: a clock moved back
+    ("yesterday", True),
+])
+def test_the_retrieval_time_is_written_once_it_is_half_a_relist_period_old(last: str, written: bool) -> None:
+    classes, plans = settled(body())
+    out = sync(body(), listed(last), classes, plans, now=NOW)
+    assert ("lastCatalogRetrievalTime" in out["status"]) is written
+
+
+def test_a_shorter_relist_period_writes_the_time_sooner() -> None:
+    classes, plans = settled(body())
+    b = listed("2024-06-01T11:59:00Z")
+    b["spec"]["relistDuration"] = "2m"
+    assert sync(body(), b, classes, plans, now=NOW)["status"]["lastCatalogRetrievalTime"] == NOW
+
+
+@pytest.mark.parametrize("edit", [
+    lambda b, c: b["status"].update(catalog={"classes": 1, "plans": 2}),
+    lambda b, c: b["status"].update(observedGeneration=0),
+    lambda b, c: b["status"].update(conditions=[{**READY, "status": "False", "reason": "ErrorFetchingCatalog"}]),
+    lambda b, c: c[0]["spec"].update(description="drifted"),
+])
+def test_any_other_change_writes_the_retrieval_time_with_it(edit: Any) -> None:
+    classes, plans = settled(body())
+    b = listed("2024-06-01T11:59:00Z")
+    edit(b, classes)
+    assert sync(body(), b, classes, plans, now=NOW)["status"]["lastCatalogRetrievalTime"] == NOW
+
+
+def test_now_may_be_a_datetime_naive_ones_are_utc() -> None:
+    naive = datetime.datetime(2024, 6, 1, 12, 0, 0)
+    aware = datetime.datetime(2024, 6, 1, 14, 0, 0, tzinfo=datetime.timezone(datetime.timedelta(hours=2)))
+    assert sync(body(), now=naive)["status"]["lastCatalogRetrievalTime"] == NOW
+    assert sync(body(), now=aware)["status"]["lastCatalogRetrievalTime"] == NOW
+    assert "lastCatalogRetrievalTime" not in sync(body(), now="not a time")["status"]
+
+
 def test_a_broker_without_a_generation_reports_no_observed_generation() -> None:
     b = broker()
     del b["metadata"]["generation"]
@@ -616,7 +683,7 @@ def test_the_plugin_loads_in_ansible(tmp_path: Path) -> None:
                  "classes": classes, "plans": plans, "instances": [instance("ns", "db", ref="mysql-service")]},
         "ansible.builtin.copy": {"dest": str(tmp_path / "out.json"), "mode": "0600", "content": """{{ {
             'plan': catalog_body | playbook_operator.servicecatalog.servicecatalog_catalog(
-                      b, classes, plans, relist_duration='10m'),
+                      b, classes, plans, relist_duration='10m', now=now(utc=true)),
             'blocking': instances | playbook_operator.servicecatalog.servicecatalog_blocking_instances(classes),
             'selector': b | playbook_operator.servicecatalog.servicecatalog_broker_selector,
           } | to_json }}"""},
@@ -633,8 +700,11 @@ def test_the_plugin_loads_in_ansible(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stdout + proc.stderr
     result = json.loads((tmp_path / "out.json").read_text())
     assert [m["metadata"]["name"] for m in result["plan"]["apply"]] == ["b", "b1"]
-    # Integers stay integers through Ansible's templating.
-    assert result["plan"]["status"] == {"catalog": {"classes": 2, "plans": 2}, "observedGeneration": 1}
+    # Integers stay integers through Ansible's templating; Ansible's now() is a clock the filter reads.
+    status = result["plan"]["status"]
+    stamp = datetime.datetime.strptime(status.pop("lastCatalogRetrievalTime"), "%Y-%m-%dT%H:%M:%SZ")
+    assert abs((stamp - datetime.datetime.now(datetime.UTC).replace(tzinfo=None)).total_seconds()) < 120
+    assert status == {"catalog": {"classes": 2, "plans": 2}, "observedGeneration": 1}
     assert result["plan"]["requeue_after"] == "600s"
     assert result["blocking"] == ["ns/db"]
     assert result["selector"] == f"{BROKER_LABEL}=ups"

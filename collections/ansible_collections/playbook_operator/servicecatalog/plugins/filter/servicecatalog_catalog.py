@@ -22,10 +22,10 @@ def _broker(broker: Any, filter_name: str) -> Mapping[str, Any]:
 
 def servicecatalog_catalog(body: Any, broker: Mapping[str, Any], existing_classes: Sequence[Any] | None = None,
                            existing_plans: Sequence[Any] | None = None, relist_duration: str = catalog.DEFAULT_RELIST,
-                           retry_after: str = catalog.DEFAULT_RETRY) -> dict[str, Any]:
+                           retry_after: str = catalog.DEFAULT_RETRY, now: Any = None) -> dict[str, Any]:
     """What one relist does with the catalog the broker returned (see catalog.sync())."""
     return catalog.sync(body, _broker(broker, "servicecatalog_catalog"), existing_classes or [],
-                        existing_plans or [], relist_duration=relist_duration, retry_after=retry_after)
+                        existing_plans or [], relist_duration=relist_duration, retry_after=retry_after, now=now)
 
 
 def servicecatalog_catalog_failure(response: Mapping[str, Any], broker: Mapping[str, Any],

@@ -17,6 +17,7 @@ Pure: plain dicts and lists in, new ones out. Nothing here reads the cluster or 
 from __future__ import annotations
 
 import copy
+import datetime
 import hashlib
 import json
 import math
@@ -473,18 +474,49 @@ def sync_failure(failed: Any, broker: Mapping[str, Any], retry_after: Any = DEFA
     return failure(broker, ERROR_SYNCING_CATALOG, f"Error syncing the catalog: {said}", retry_after)
 
 
-def relist_after(broker: Mapping[str, Any], default: Any = DEFAULT_RELIST) -> tuple[str, str]:
-    """``spec.relistDuration`` (else ``default``) as whole seconds, and a note when it could not
-    be used (not a Go duration, or not positive), in which case the default is."""
+def relist_after(broker: Mapping[str, Any], default: Any = DEFAULT_RELIST) -> tuple[float, str]:
+    """Seconds in ``spec.relistDuration`` (else ``default``), and a note when it could not be
+    used (not a Go duration, or not positive), in which case the default is."""
     given = (broker.get("spec") or {}).get("relistDuration")
     fallback = _seconds(default) or _seconds(DEFAULT_RELIST) or 900.0
     if given is None or given == "":
-        return go_duration(fallback), ""
+        return fallback, ""
     seconds = _seconds(given) if isinstance(given, str) else None
     if seconds is None or seconds <= 0:
-        note = f"relistDuration {given!r} is not a positive Go duration; relisting every {default}"
-        return go_duration(fallback), note
-    return go_duration(seconds), ""
+        return fallback, f"relistDuration {given!r} is not a positive Go duration; relisting every {default}"
+    return seconds, ""
+
+
+def _moment(value: Any) -> datetime.datetime | None:
+    """An RFC 3339 string or a datetime as an aware UTC datetime; None when it is neither. A
+    naive datetime (Ansible's now() without utc=true) is taken as UTC, as the apiserver's are."""
+    if isinstance(value, str) and value:
+        try:
+            value = datetime.datetime.fromisoformat(value)
+        except ValueError:
+            return None
+    if not isinstance(value, datetime.datetime):
+        return None
+    return value.replace(tzinfo=datetime.UTC) if value.tzinfo is None else value.astimezone(datetime.UTC)
+
+
+def retrieval_time(broker: Mapping[str, Any], status: Mapping[str, Any], condition: Mapping[str, str],
+                   changed: bool, now: Any, relist_seconds: float) -> str | None:
+    """The ``lastCatalogRetrievalTime`` to write, or None to leave the one the broker has.
+
+    Written whenever the status or the catalog changes anyway, and otherwise once the one
+    written is half a relist period old: it then shows that the broker is still listed (at most
+    one relist period old, one status write a period) without every other run (a class written,
+    a restart, an Ansible idempotence check) writing a new time and nothing else."""
+    at = _moment(now)
+    if at is None:
+        return None
+    current = broker.get("status") or {}
+    last = _moment(current.get("lastCatalogRetrievalTime"))
+    stale = last is None or last > at or (at - last).total_seconds() >= relist_seconds / 2
+    if changed or stale or _is_news(broker, condition) or any(current.get(k) != v for k, v in status.items()):
+        return at.strftime("%Y-%m-%dT%H:%M:%SZ")
+    return None
 
 
 def _count(n: int, word: str) -> str:
@@ -492,7 +524,7 @@ def _count(n: int, word: str) -> str:
 
 
 def sync(body: Any, broker: Mapping[str, Any], existing_classes: Any = (), existing_plans: Any = (), *,
-         relist_duration: Any = DEFAULT_RELIST, retry_after: Any = DEFAULT_RETRY) -> dict[str, Any]:
+         relist_duration: Any = DEFAULT_RELIST, retry_after: Any = DEFAULT_RETRY, now: Any = None) -> dict[str, Any]:
     """What one relist of ``broker`` does with the catalog ``body`` it fetched.
 
     ``existing_classes`` and ``existing_plans`` are the classes and plans the cluster holds
@@ -508,8 +540,9 @@ def sync(body: Any, broker: Mapping[str, Any], existing_classes: Any = (), exist
     * ``counts``: ``{classes, plans}`` in the catalog; ``changed``: whether anything is written
       besides the broker's status;
     * ``condition`` (Ready True, FetchedCatalog), ``status`` (``catalog`` counts,
-      ``observedGeneration``), ``events`` (a Normal one when the condition says something new or
-      the catalog changed), ``requeue_after`` (the relist period);
+      ``observedGeneration``, and ``lastCatalogRetrievalTime``, ``now``, when retrieval_time()
+      says so), ``events`` (a Normal one when the condition says something new or the catalog
+      changed), ``requeue_after`` (the relist period);
     * ``summary``: a line per write, for dry runs.
     """
     try:
@@ -541,10 +574,14 @@ def sync(body: Any, broker: Mapping[str, Any], existing_classes: Any = (), exist
         marks += [{"kind": kind, "name": n, "status": {"removedFromBrokerCatalog": False}} for n in restored[key]]
 
     counts = {"classes": len(classes), "plans": len(plans)}
-    requeue, note = relist_after(broker, relist_duration)
+    relist, note = relist_after(broker, relist_duration)
     message = f"Fetched the catalog: {_count(counts['classes'], 'class')}, {_count(counts['plans'], 'plan')}"
     condition = _condition("True", FETCHED_CATALOG, message + (f" ({note})" if note else ""))
     changed = bool(apply or marks)
+    status: dict[str, Any] = {"catalog": counts, **_observed(broker)}
+    stamp = retrieval_time(broker, status, condition, changed, now, relist)
+    if stamp is not None:
+        status["lastCatalogRetrievalTime"] = stamp
     summary = [f"apply {m['kind']} {_name(m)}" for m in apply]
     summary += [f"mark {m['kind']} {m['name']} " + ("removed from" if m["status"]["removedFromBrokerCatalog"]
                                                     else "back in") + " the catalog" for m in marks]
@@ -554,9 +591,9 @@ def sync(body: Any, broker: Mapping[str, Any], existing_classes: Any = (), exist
         "removed": removed, "restored": restored, "marks": marks,
         "counts": counts, "changed": changed,
         "condition": condition,
-        "status": {"catalog": counts, **_observed(broker)},
+        "status": status,
         "events": [_event("Normal", condition)] if changed or _is_news(broker, condition) else [],
-        "requeue_after": requeue,
+        "requeue_after": go_duration(relist),
         "summary": summary,
     }
 
