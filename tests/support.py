@@ -17,6 +17,9 @@ from hack.devkit import free_port, kube_bin_dir
 
 ROOT = Path(__file__).resolve().parent.parent
 T = TypeVar("T")
+# ClusterServiceBrokers are cluster-scoped, so every test's operator would reconcile every test's
+# brokers: an operator limited to namespaces takes only those labelled with its first namespace.
+BROKER_TEST_LABEL = "servicecatalog.playbook-operator.io/test"
 
 
 def example_manifest(name: str, data: dict[str, str], namespace: str | None = None) -> str:
@@ -113,6 +116,25 @@ def conditions_of(obj: Mapping[str, Any] | None) -> dict[str, dict[str, Any]]:
     return {c["type"]: c for c in ((obj or {}).get("status") or {}).get("conditions") or []}
 
 
+def watches_for_namespace(path: Path, namespace: str, *, kinds: Sequence[str] | None = None,
+                          role_vars: Mapping[str, Any] | None = None) -> Path:
+    """The project's watches.yaml written to `path` for a test working in `namespace`: its broker
+    watch selects that test's brokers only; `kinds` keeps only those entries; `role_vars` go to
+    the entries whose role has variables of that prefix (`serviceinstance_request_timeout`)."""
+    import yaml
+
+    entries = [e for e in yaml.safe_load((ROOT / "watches.yaml").read_text()) if kinds is None or e["kind"] in kinds]
+    for entry in entries:
+        if entry["kind"] == "ClusterServiceBroker":
+            entry["selector"] = {"matchLabels": {BROKER_TEST_LABEL: namespace}}
+        own = {k: v for k, v in (role_vars or {}).items() if k.startswith(f"{entry['role']}_")}
+        if own:
+            entry["vars"] = {**entry.get("vars", {}), **own}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(entries))
+    return path
+
+
 class OperatorProcess:
     """`playbook-operator run` as a child process, its log in the test's tmp dir.
 
@@ -164,6 +186,8 @@ class OperatorProcess:
                                  "give it namespaces, or mark the test serial")
         exe = Path(sys.executable).parent / "playbook-operator"
         self.workdir.mkdir(parents=True, exist_ok=True)
+        if self.namespaces and self.watches == ROOT / "watches.yaml":
+            self.watches = watches_for_namespace(self.workdir / "watches.yaml", self.namespaces[0])
         self._log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
             [str(exe), "run", "--watches-file", str(self.watches),

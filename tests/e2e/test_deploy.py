@@ -40,9 +40,10 @@ def test_operator_works_as_its_service_account(cluster: Cluster, namespace: str,
     cluster.kubectl("apply", "-f", str(ROOT / "deploy" / "manager" / "namespace.yaml"))
     cluster.kubectl("apply", "-k", str(ROOT / "deploy" / "rbac"))
     as_operator = service_account_cluster(cluster, "playbook-operator", SYSTEM_NS, tmp_path / "sa.kubeconfig")
-    # The account is really limited: it reads Secrets (ServiceBindings project them) but cannot
-    # write one, nor read what no role needs.
-    for denied in (as_operator.kubectl("create", "secret", "generic", "x", "-n", namespace, check=False),
+    # The account is really limited: it reads and writes Secrets (ServiceBindings project them,
+    # ServiceCredentials hold credentials in them) but cannot make a ServiceAccount, nor read what
+    # no role needs.
+    for denied in (as_operator.kubectl("create", "serviceaccount", "x", "-n", namespace, check=False),
                    as_operator.kubectl("get", "serviceaccounts", "-n", namespace, check=False)):
         assert denied.returncode != 0 and "forbidden" in denied.stderr.lower(), denied.stderr
 
