@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import base64
 import json
+import urllib.error
+import urllib.request
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -103,6 +105,17 @@ class Catalog:
     def requests(self, method: str | None = None, path_part: str = "") -> list[dict[str, Any]]:
         return [r for r in self.broker.requests()
                 if (method is None or r["method"] == method) and path_part in r["path"]]
+
+    def broker_status(self, path: str) -> int:
+        """The HTTP status of a GET the broker answers as a platform would ask it."""
+        token = base64.b64encode(f"{self.broker.username}:{self.broker.password}".encode()).decode()
+        request = urllib.request.Request(self.broker.url + path, headers={
+            "Authorization": f"Basic {token}", "X-Broker-API-Version": "2.17"})
+        try:
+            with urllib.request.urlopen(request, timeout=10) as response:
+                return int(response.status)
+        except urllib.error.HTTPError as err:
+            return err.code
 
     def events(self, name: str) -> list[dict[str, Any]]:
         return [e for e in self.cluster.list("events", self.namespace) if e["involvedObject"]["name"] == name]

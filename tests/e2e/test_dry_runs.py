@@ -21,7 +21,8 @@ BIN = Path(sys.executable).parent
 SAMPLES = ROOT / "deploy" / "samples"
 STAND_IN_UID = "00000000-0000-0000-0000-000000000000"
 # What the samples and their dry runs could create or change in `default`.
-WATCHED = "pods,podsets,controllerrevisions,configmaps,secrets,deployments,servicebindings,examples,events"
+WATCHED = ("pods,podsets,controllerrevisions,configmaps,secrets,deployments,servicebindings,examples,events,"
+           "serviceinstances,servicecredentials")
 
 
 def readme_dry_runs() -> list[str]:
@@ -38,11 +39,12 @@ PODSET_PLAYBOOK = "ansible-playbook playbooks/podset.yml -e podset_file=deploy/s
 PODSET_CLI = "playbook-operator reconcile -f deploy/samples/podset.yaml --check --diff"
 BINDING_CLI = "playbook-operator reconcile -f deploy/samples/servicebinding.yaml --check --diff"
 EXAMPLE_CLI = "playbook-operator reconcile -f deploy/samples/example.yaml --check --diff"
+INSTANCE_CLI = "playbook-operator reconcile -f deploy/samples/servicecatalog-instance.yaml --check --diff"
 
 
 def test_the_readme_shows_the_dry_runs_tested_here() -> None:
     # A dry run added to the README without a test here fails this, not silently nothing.
-    assert sorted([PODSET_PLAYBOOK, PODSET_CLI, BINDING_CLI, EXAMPLE_CLI]) == DRY_RUNS
+    assert sorted([PODSET_PLAYBOOK, PODSET_CLI, BINDING_CLI, EXAMPLE_CLI, INSTANCE_CLI]) == DRY_RUNS
 
 
 def run(cluster: Cluster, command: str) -> subprocess.CompletedProcess[str]:
@@ -61,7 +63,8 @@ def delete_samples(cluster: Cluster) -> None:
     # Foreground: the Deployment's pods are gone too, not being deleted under the next snapshot.
     cluster.kubectl("delete", "-n", "default", "--ignore-not-found", "--wait=true", "--cascade=foreground",
                     "-f", str(SAMPLES / "podset.yaml"), "-f", str(SAMPLES / "servicebinding.yaml"),
-                    "-f", str(SAMPLES / "servicebinding-service.yaml"), "-f", str(SAMPLES / "example.yaml"))
+                    "-f", str(SAMPLES / "servicebinding-service.yaml"), "-f", str(SAMPLES / "example.yaml"),
+                    "-f", str(SAMPLES / "servicecatalog-instance.yaml"))
     cluster.kubectl("delete", "configmap", "hello-example", "-n", "default", "--ignore-not-found")
 
 
@@ -142,6 +145,16 @@ def test_example_dry_run_of_a_new_example(cluster: Cluster, samples_absent: None
     assert "greeting: hello" in out
 
 
+def test_serviceinstance_dry_run_of_a_new_instance_says_what_it_lacks(cluster: Cluster,
+                                                                       samples_absent: None) -> None:
+    # No broker lists the class here: the dry run says so, as the status the instance would get.
+    out = dry_run(cluster, INSTANCE_CLI)
+    assert "changed  Write the status fields and conditions" in out, out
+    assert "ReferencesNonexistentServiceClass" in out and "'sync-db'" in out
+    assert "skipped  Send the request to the broker" in out
+    assert "check mode: nothing was changed" in out
+
+
 def test_the_playbook_without_check_refuses_a_new_object_with_what_to_do(cluster: Cluster,
                                                                         samples_absent: None) -> None:
     before = snapshot(cluster)
@@ -155,13 +168,14 @@ def test_the_playbook_without_check_refuses_a_new_object_with_what_to_do(cluster
 
 
 def test_dry_runs_of_applied_samples_show_the_next_reconcile(cluster: Cluster, samples_absent: None) -> None:
-    apply_samples(cluster, "servicebinding-service.yaml", "podset.yaml", "servicebinding.yaml", "example.yaml")
+    apply_samples(cluster, "servicebinding-service.yaml", "podset.yaml", "servicebinding.yaml", "example.yaml",
+                  "servicecatalog-instance.yaml")
     uid = cluster.kubectl("get", "podset", "web", "-n", "default", "-o", "jsonpath={.metadata.uid}").stdout
 
     play = dry_run(cluster, PODSET_PLAYBOOK)
     assert pods_to_create(play) == 3, play
     assert uid in play and STAND_IN_UID not in play
-    for command in (PODSET_CLI, BINDING_CLI, EXAMPLE_CLI):
+    for command in (PODSET_CLI, BINDING_CLI, EXAMPLE_CLI, INSTANCE_CLI):
         out = dry_run(cluster, command)
         assert "check mode: nothing was changed" in out
         assert STAND_IN_UID not in out

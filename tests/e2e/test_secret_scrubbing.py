@@ -1,5 +1,6 @@
 """Secrets never leave the Secret: a role that reads one without no_log, prints it and fails with
-its value leaves that value in none of the artifacts, the operator's log, the Events or the status."""
+its value leaves that value in none of the artifacts, the operator's log, the Events or the status;
+nor does a service broker's password, or the credentials a broker returns on a bind."""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from runner.artifacts import MASK
-from tests.support import Cluster, OperatorProcess, example_manifest, wait_for
+from tests.e2e.servicecatalogs import Catalog, secret_data, started, watches_for
+from tests.support import Cluster, OperatorProcess, conditions_of, example_manifest, wait_for
 
 ROLE = Path(__file__).resolve().parent / "roles" / "secret_reader"
 
@@ -88,3 +90,37 @@ def test_secret_values_stay_in_the_secret(cluster: Cluster, crds: None, namespac
     assert failure["message"] == f"cannot log in with {MASK}"
     assert any(e["message"].endswith(f"failed: cannot log in with {MASK}")
                for e in reconcile_failed_events(cluster, namespace))
+
+
+def test_a_planted_broker_password_and_the_returned_credentials_leak_nowhere(
+        cluster: Cluster, crds: None, namespace: str, tmp_path: Path) -> None:
+    planted = "planted-broker-password-7d1e"
+    operator = OperatorProcess(cluster, workdir=tmp_path / "operator", namespaces=[namespace],
+                               watches=watches_for(tmp_path / "watches.yaml", namespace))
+    operator.start()
+    try:
+        with started(Catalog(cluster, namespace, tmp_path, password=planted), operator) as cat:
+            cat.instance("vault", "sync-db", "small")
+            cat.wait_condition("ServiceInstance", "vault", "ProvisionedSuccessfully", status="True")
+            cat.credential("vault-creds", "vault")
+            cat.wait_condition("ServiceCredential", "vault-creds", "InjectedBindResult", status="True")
+            returned = secret_data(cluster, namespace, "vault-creds")["password"]
+            objects = [cat.get(kind, name) for kind, name in (("ClusterServiceBroker", cat.name),
+                                                              ("ServiceInstance", "vault"),
+                                                              ("ServiceCredential", "vault-creds"))]
+            events = cluster.kubectl("get", "events", "-n", namespace, "-o", "json").stdout
+    finally:
+        # Stopped before anything is read: the unbind and deprovision runs are in the artifacts too.
+        operator.stop()
+
+    values = {"broker password": planted, "returned password": returned}
+    forms = {f"{what} ({form})": text for what, value in values.items()
+             for form, text in (("plain", value), ("base64", base64.b64encode(value.encode()).decode()))}
+    places = {f"artifact {p.relative_to(operator.workdir)}": p.read_text(errors="replace")
+              for p in sorted(operator.workdir.rglob("*")) if p.is_file()}
+    places.update({"operator log": operator.log(), "events": events,
+                   "status": json.dumps([(o or {}).get("status") for o in objects])})
+    assert any("artifacts" in place for place in places)
+    leaks = [(place, form) for place, text in places.items() for form, value in forms.items() if value in text]
+    assert leaks == []
+    assert conditions_of(objects[2])["Ready"]["status"] == "True"

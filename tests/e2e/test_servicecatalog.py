@@ -5,7 +5,6 @@ order, orphan mitigation after a timeout, and a broker restarted mid-operation."
 
 from __future__ import annotations
 
-import base64
 import json
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -14,7 +13,7 @@ from typing import Any
 import pytest
 
 from tests.e2e.servicecatalogs import API, Catalog, secret_data, started, watches_for
-from tests.support import Cluster, OperatorProcess, conditions_of, wait_for
+from tests.support import Cluster, OperatorProcess, wait_for
 
 StartOperator = Callable[..., OperatorProcess]
 
@@ -64,9 +63,14 @@ def test_the_catalog_becomes_classes_and_plans_and_removals_are_marked(catalog: 
     gone = catalog.service("async-db")
     wait_for(lambda: (classes_of(cluster, catalog.name)[gone].get("status") or {}).get("removedFromBrokerCatalog"),
              what="the dropped class to be marked removed")
-    async_plans = [p for (cls, _), p in plans_of(cluster, catalog.name).items()
-                   if cls == classes[gone]["metadata"]["name"]]
-    assert async_plans and all(p["status"]["removedFromBrokerCatalog"] for p in async_plans)
+
+    def dropped_plans_marked() -> bool:
+        plans = [p for (cls, _), p in plans_of(cluster, catalog.name).items()
+                 if cls == classes[gone]["metadata"]["name"]]
+        return len(plans) == 2 and all((p.get("status") or {}).get("removedFromBrokerCatalog") for p in plans)
+    wait_for(dropped_plans_marked, what="the dropped class's plans to be marked removed")
+    kept = classes_of(cluster, catalog.name)[catalog.service("sync-db")]
+    assert not (kept.get("status") or {}).get("removedFromBrokerCatalog")
     catalog.instance("late", "async-db", "standard")
     catalog.wait_condition("ServiceInstance", "late", "ServiceClassRemovedFromBrokerCatalog", status="False")
 
@@ -131,7 +135,8 @@ def test_sync_provision_bind_project_into_a_podset_then_delete_in_order(catalog:
     assert unbind["query"].get("service_id") in (catalog.prefix + "sync-db-id", [catalog.prefix + "sync-db-id"])
     wait_for(lambda: cluster.get("secret", "orders-db", namespace) is None, what="the credential Secret to go")
     catalog.wait_gone("ServiceInstance", "orders")
-    assert len(catalog.requests("DELETE", f"/v2/service_instances/{uid}")) == 1
+    assert catalog.requests("DELETE", f"/v2/service_instances/{uid}")
+    assert catalog.broker_status(f"/v2/service_instances/{uid}") in (404, 410)  # the broker has it no more
 
 
 def test_async_provision_and_failing_plans_in_the_brokers_words(catalog: Catalog) -> None:
@@ -210,32 +215,3 @@ def test_async_binding_polled_then_fetched(cluster: Cluster, namespace: str, tmp
         # credential's status names the Secret and nothing of what is in it.
         status = json.dumps((cat.get("ServiceCredential", "cache-creds") or {}).get("status"))
         assert data["password"] not in status and data["uri"] not in status
-
-
-def test_a_planted_broker_password_and_the_returned_credentials_leak_nowhere(
-        cluster: Cluster, namespace: str, tmp_path: Path, start_operator: StartOperator) -> None:
-    planted = "planted-broker-password-7d1e"
-    operator = start_operator(watches=watches_for(tmp_path / "watches.yaml", namespace))
-    with started(Catalog(cluster, namespace, tmp_path, password=planted), operator) as cat:
-        cat.instance("vault", "sync-db", "small")
-        cat.wait_condition("ServiceInstance", "vault", "ProvisionedSuccessfully", status="True")
-        cat.credential("vault-creds", "vault")
-        cat.wait_condition("ServiceCredential", "vault-creds", "InjectedBindResult", status="True")
-        returned = secret_data(cluster, namespace, "vault-creds")["password"]
-        objects = [cat.get(kind, name) for kind, name in (("ClusterServiceBroker", cat.name),
-                                                          ("ServiceInstance", "vault"),
-                                                          ("ServiceCredential", "vault-creds"))]
-        events = cluster.kubectl("get", "events", "-n", namespace, "-o", "json").stdout
-    operator.stop()
-
-    values = {"broker password": planted, "returned password": returned}
-    forms = {f"{what} ({form})": text for what, value in values.items()
-             for form, text in (("plain", value), ("base64", base64.b64encode(value.encode()).decode()))}
-    places = {f"artifact {p.relative_to(operator.workdir)}": p.read_text(errors="replace")
-              for p in sorted(operator.workdir.rglob("*")) if p.is_file()}
-    places.update({"operator log": operator.log(), "events": events,
-                   "status": json.dumps([(o or {}).get("status") for o in objects])})
-    assert any("artifacts" in place for place in places)
-    leaks = [(place, form) for place, text in places.items() for form, value in forms.items() if value in text]
-    assert leaks == []
-    assert conditions_of(objects[2])["Ready"]["status"] == "True"

@@ -307,7 +307,8 @@ def test_an_instance_never_provisioned_goes_at_once() -> None:
 def test_check_mode_sends_nothing_and_says_what_it_would_do() -> None:
     r = Reconciler(instance, new_instance(), facts())
     r.step({"sent": False, "status": 0, "check_mode_skipped": True})
-    assert cond(r.obj, "Ready")["message"] == "would ask the broker to provision the instance"
+    assert cond(r.obj, "Ready")["message"] == ("would ask the broker to provision the instance "
+                                               "(PUT /v2/service_instances/inst-uid)")
     assert r.obj["status"].get("provisionStatus") is None
 
 

@@ -178,6 +178,8 @@ def outcome(credential: Mapping[str, Any], decided: Mapping[str, Any], result: M
         decision = _polled(credential, st, answer, clock)
     else:
         decision = _bound(credential, st, request, answer, clock)
+    if answer.kind == a.NOT_SENT:
+        decision.dry_run(request)
     return decision.as_dict(st, decided.get("broker"), deleting=bool(decided.get("deleting")))
 
 

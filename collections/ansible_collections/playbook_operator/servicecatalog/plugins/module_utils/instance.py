@@ -194,6 +194,8 @@ def outcome(instance: Mapping[str, Any], decided: Mapping[str, Any], result: Map
     if refs and operation in (PROVISION, UPDATE):
         decision.status.setdefault("clusterServiceClassRef", refs["clusterServiceClassRef"])
         decision.status.setdefault("clusterServicePlanRef", refs["clusterServicePlanRef"])
+    if answer.kind == a.NOT_SENT:
+        decision.dry_run(request)
     return decision.as_dict(st, decided.get("broker"), deleting=bool(decided.get("deleting")))
 
 

@@ -47,6 +47,12 @@ class Decision:
     relist_broker: str = ""  # a broker whose catalog is stale: ask it to list again
     delete_secret: str = ""  # the credential Secret to remove now (its owner reference would, later)
 
+    def dry_run(self, request: Mapping[str, Any]) -> Decision:
+        """Name the request a dry run did not send, so that `--check` shows it."""
+        for c in self.conditions:
+            c["message"] += f" ({request.get('method')} {request.get('path')})"
+        return self
+
     def ready(self, ok: bool, reason: str, message: str) -> Decision:
         self.conditions.append(condition(READY, ok, reason, message))
         return self
