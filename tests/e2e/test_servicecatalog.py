@@ -193,6 +193,34 @@ def test_orphan_mitigation_after_a_broker_timeout(cluster: Cluster, namespace: s
         assert "ErrorCallingProvision" in {e["reason"] for e in cat.events("stuck")}
 
 
+def test_a_5xx_and_a_stale_maintenance_info(cluster: Cluster, namespace: str, tmp_path: Path,
+                                            start_operator: StartOperator) -> None:
+    operator = start_operator(watches=watches_for(tmp_path / "watches.yaml", namespace))
+    edge = Catalog(cluster, namespace, tmp_path, "edgebroker", broker_args=["--delete-failures", "2"])
+    with started(edge, operator) as cat:
+        # The broker moves its plan to maintenance_info 3.0.0 after the catalog was listed.
+        cat.broker.set_maintenance("3.0.0")
+        cat.instance("kept", "edge", "maintained")
+        # A 500 leaves the broker's outcome unknown: orphan mitigation, through two refused DELETEs.
+        cat.instance("err", "edge", "error500")
+
+        cat.wait_condition("ServiceInstance", "kept", "ProvisionedSuccessfully", status="True")
+        uid = (cat.get("ServiceInstance", "kept") or {})["metadata"]["uid"]
+        puts = [r["body"].get("maintenance_info", {}).get("version")
+                for r in cat.requests("PUT", f"/v2/service_instances/{uid}")]
+        assert puts[0] == "2.0.0" and puts[-1] == "3.0.0", puts
+        assert "MaintenanceInfoConflict" in {e["reason"] for e in cat.events("kept")}
+
+        cat.wait_condition("ServiceInstance", "err", "OrphanMitigationSuccessful", ctype="OrphanMitigation",
+                           status="False")
+        err_uid = (cat.get("ServiceInstance", "err") or {})["metadata"]["uid"]
+        assert len(cat.requests("DELETE", f"/v2/service_instances/{err_uid}")) >= 3
+        reasons = {e["reason"] for e in cat.events("err")}
+        assert {"ErrorCallingProvision", "StartingOrphanMitigation", "OrphanMitigationFailed"} <= reasons
+        ready = cat.get("ServiceInstance", "err") or {}
+        assert "internal error while provisioning" in json.dumps(ready["status"]["conditions"])
+
+
 def test_async_binding_polled_then_fetched(cluster: Cluster, namespace: str, tmp_path: Path,
                                            start_operator: StartOperator) -> None:
     operator = start_operator(watches=watches_for(tmp_path / "watches.yaml", namespace))
