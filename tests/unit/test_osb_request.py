@@ -796,11 +796,16 @@ def test_a_secret_that_cannot_be_written_fails_the_task(broker: Broker, run: Run
     assert result["status"] == 201 and result["sent"] is True
 
 
-def test_credentials_without_a_secret_to_hold_them_are_dropped_with_a_warning(broker: Broker, run: Runner) -> None:
+def test_credentials_without_a_secret_to_hold_them_are_dropped_with_a_warning(
+        broker: Broker, run: Runner, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The warning as the module gives it: Ansible's process-wide warning list is not reliable
+    # across the many modules one test process runs.
+    told: list[str] = []
+    monkeypatch.setattr(kube.AnsibleK8SModule, "warn", lambda self, message: told.append(message))
     broker.answer("PUT", BINDING, 201, {"credentials": CREDS})
     result = run(method="PUT", path=BINDING, body={})
     assert result["body"] == {"credentials": secret_data.credential_keys(CREDS)}
-    assert "no credentials_secret was given" in json.dumps(result["warnings"])
+    assert any("no credentials_secret was given" in message for message in told), told
 
 
 def test_a_fetched_instance_returns_its_parameter_names_only(broker: Broker, run: Runner) -> None:
