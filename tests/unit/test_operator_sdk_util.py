@@ -5,12 +5,10 @@ condition merging are the shared ones (tests/unit/test_durations.py, test_condit
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import datetime
 import json
 import sys
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -39,20 +37,7 @@ from ansible_collections.operator_sdk.util.plugins.modules import (
 from kubernetes.client.exceptions import ApiException
 from kubernetes.dynamic.exceptions import ConflictError, NotFoundError
 
-try:
-    from ansible.module_utils.testing import patch_module_args
-except ImportError:  # ansible-core 2.18: a module reads its arguments from basic._ANSIBLE_ARGS
-
-    @contextlib.contextmanager
-    def patch_module_args(args: dict[str, Any]) -> Iterator[None]:
-        from ansible.module_utils import basic
-
-        saved = basic._ANSIBLE_ARGS
-        basic._ANSIBLE_ARGS = json.dumps({"ANSIBLE_MODULE_ARGS": args}).encode()
-        try:
-            yield
-        finally:
-            basic._ANSIBLE_ARGS = saved
+from tests.unit.module_args import patch_module_args
 
 T0, T1 = "2024-01-01T00:00:00Z", "2024-06-01T12:00:00Z"
 

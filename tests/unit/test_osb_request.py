@@ -6,7 +6,6 @@ distinctive secrets and look for them in everything the module printed."""
 from __future__ import annotations
 
 import base64
-import contextlib
 import copy
 import datetime
 import email.utils
@@ -50,21 +49,7 @@ from ansible_collections.playbook_operator.servicecatalog.plugins.modules import
 from kubernetes.client.exceptions import ApiException
 from kubernetes.dynamic.exceptions import ConflictError, NotFoundError, UnprocessibleEntityError
 
-try:
-    from ansible.module_utils.testing import patch_module_args
-except ImportError:  # ansible-core 2.18: a module reads its arguments from basic._ANSIBLE_ARGS
-
-    @contextlib.contextmanager
-    def patch_module_args(args: dict[str, Any]) -> Iterator[None]:
-        from ansible.module_utils import basic
-
-        saved = basic._ANSIBLE_ARGS
-        basic._ANSIBLE_ARGS = json.dumps({"ANSIBLE_MODULE_ARGS": args}).encode()
-        try:
-            yield
-        finally:
-            basic._ANSIBLE_ARGS = saved
-
+from tests.unit.module_args import patch_module_args
 
 pytestmark = pytest.mark.unit
 
