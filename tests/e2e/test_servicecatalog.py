@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from tests.e2e.servicecatalogs import API, Catalog, secret_data, started, watches_for
-from tests.support import Cluster, OperatorProcess, wait_for
+from tests.support import Cluster, OperatorProcess, conditions_of, wait_for
 
 StartOperator = Callable[..., OperatorProcess]
 
@@ -71,6 +71,9 @@ def test_the_catalog_becomes_classes_and_plans_and_removals_are_marked(catalog: 
     wait_for(dropped_plans_marked, what="the dropped class's plans to be marked removed")
     kept = classes_of(cluster, catalog.name)[catalog.service("sync-db")]
     assert not (kept.get("status") or {}).get("removedFromBrokerCatalog")
+    assert conditions_of(kept)["Ready"]["reason"] == "OfferedByBroker"
+    dropped = conditions_of(classes_of(cluster, catalog.name)[gone])["Ready"]
+    assert (dropped["status"], dropped["reason"]) == ("False", "RemovedFromBrokerCatalog")
     catalog.instance("late", "async-db", "standard")
     catalog.wait_condition("ServiceInstance", "late", "ServiceClassRemovedFromBrokerCatalog", status="False")
 
@@ -137,6 +140,46 @@ def test_sync_provision_bind_project_into_a_podset_then_delete_in_order(catalog:
     catalog.wait_gone("ServiceInstance", "orders")
     assert catalog.requests("DELETE", f"/v2/service_instances/{uid}")
     assert catalog.broker_status(f"/v2/service_instances/{uid}") in (404, 410)  # the broker has it no more
+
+
+def test_plan_updates_unknown_plans_and_a_broker_that_waits_for_its_instances(catalog: Catalog,
+                                                                              cluster: Cluster) -> None:
+    catalog.instance("grow", "sync-db", "small", parameters={"storage_gb": 5})
+    catalog.instance("fixed", "async-db", "standard")
+    catalog.instance("typo", "sync-db", "smal")
+    typo = catalog.wait_condition("ServiceInstance", "typo", "ReferencesNonexistentServicePlan", status="False")
+    assert "its plans: broken, large, small" in typo["message"]
+
+    catalog.wait_condition("ServiceInstance", "grow", "ProvisionedSuccessfully", status="True")
+    catalog.apply({"apiVersion": API, "kind": "ServiceInstance", "metadata": {"name": "grow"},
+                   "spec": {"clusterServiceClassExternalName": catalog.service("sync-db"),
+                            "clusterServicePlanExternalName": "large", "parameters": {"storage_gb": 50}}})
+    catalog.wait_condition("ServiceInstance", "grow", "InstanceUpdatedSuccessfully", status="True")
+    uid = (catalog.get("ServiceInstance", "grow") or {})["metadata"]["uid"]
+    (patch,) = catalog.requests("PATCH", f"/v2/service_instances/{uid}")
+    assert patch["body"]["plan_id"] == catalog.prefix + "sync-db-large"
+    assert patch["body"]["previous_values"]["plan_id"] == catalog.prefix + "sync-db-small"
+    assert patch["body"]["parameters"] == {"storage_gb": 50}
+    grown = catalog.get("ServiceInstance", "grow") or {}
+    assert grown["status"]["externalProperties"]["clusterServicePlanExternalName"] == "large"
+
+    # async-db's plans are not updatable: the change is refused here, not sent.
+    catalog.wait_condition("ServiceInstance", "fixed", "ProvisionedSuccessfully", status="True")
+    cluster.kubectl("patch", "serviceinstance", "fixed", "-n", catalog.namespace, "--type=merge",
+                    "-p", '{"spec": {"clusterServicePlanExternalName": "flaky"}}')
+    catalog.wait_condition("ServiceInstance", "fixed", "UpdateInstanceNotAllowed", ctype="Failed", status="True")
+    fixed_uid = (catalog.get("ServiceInstance", "fixed") or {})["metadata"]["uid"]
+    assert catalog.requests("PATCH", fixed_uid) == []
+
+    # A broker waits for the instances of its classes, and keeps its catalog meanwhile.
+    cluster.kubectl("delete", "clusterservicebroker", catalog.name, "--wait=false")
+    blocked = catalog.wait_condition("ClusterServiceBroker", catalog.name, "DeleteBlockedByExistingInstances",
+                                     status="False")
+    assert f"{catalog.namespace}/grow" in blocked["message"]
+    for name in ("grow", "fixed", "typo"):
+        catalog.delete("ServiceInstance", name)
+    catalog.wait_gone("ClusterServiceBroker", catalog.name)
+    assert catalog.requests("DELETE", uid) and catalog.requests("DELETE", fixed_uid)
 
 
 def test_async_provision_and_failing_plans_in_the_brokers_words(catalog: Catalog) -> None:

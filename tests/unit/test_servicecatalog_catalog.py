@@ -59,14 +59,24 @@ def body(*services: dict[str, Any]) -> dict[str, Any]:
     return {"services": list(services) if services else [service()]}
 
 
-def stored(manifest: dict[str, Any], removed: bool | None = None) -> dict[str, Any]:
-    """The manifest as the apiserver hands it back after an apply."""
+def stored(manifest: dict[str, Any], removed: bool = False) -> dict[str, Any]:
+    """The manifest as the apiserver hands it back after an apply and its status mark."""
     obj = copy.deepcopy(manifest)
     obj["metadata"].update({"resourceVersion": "42", "uid": "1111", "creationTimestamp": "2024-01-01T00:00:00Z",
                             "generation": 1, "managedFields": [{"manager": "playbook-operator"}]})
-    if removed is not None:
-        obj["status"] = {"removedFromBrokerCatalog": removed}
+    obj["status"] = mark(obj["kind"], obj["metadata"]["name"], removed)["status"]
     return obj
+
+
+def mark(kind: str, name: str, removed: bool, broker_name: str = "ups") -> dict[str, Any]:
+    """The status write that says whether a class or plan is in its broker's catalog."""
+    if removed:
+        condition = {"type": "Ready", "status": "False", "reason": "RemovedFromBrokerCatalog",
+                     "message": f"Broker {broker_name} no longer offers it: no new ServiceInstance can use it"}
+    else:
+        condition = {"type": "Ready", "status": "True", "reason": "OfferedByBroker",
+                     "message": f"In the catalog of broker {broker_name}"}
+    return {"kind": kind, "name": name, "status": {"removedFromBrokerCatalog": removed, "conditions": [condition]}}
 
 
 def sync(catalog_body: Any, b: dict[str, Any] | None = None, classes: Any = None, plans: Any = None,
@@ -320,6 +330,15 @@ def test_a_first_relist_applies_everything_classes_first() -> None:
     assert out["summary"][0] == "apply ClusterServiceClass mysql-service"
 
 
+def test_a_new_class_and_plan_are_marked_ready_once_applied() -> None:
+    out = sync(body())
+    assert out["marks"] == [mark("ClusterServiceClass", "mysql-service", False),
+                            mark("ClusterServicePlan", "small-plan", False)]
+    unmarked = [dict(stored(m), status={}) for m in out["classes"]]
+    assert sync(body(), None, unmarked, [stored(m) for m in out["plans"]])["marks"] == [
+        mark("ClusterServiceClass", "mysql-service", False)]
+
+
 def test_an_unchanged_catalog_writes_nothing() -> None:
     full = body(service(tags=["a"], metadata={"x": [1, 2]},
                         plans=[plan(schemas={"service_instance": {"create": {"parameters": {"type": "object"}}}},
@@ -383,10 +402,8 @@ def test_what_the_broker_stops_offering_is_marked_removed_not_deleted() -> None:
     out = sync(body(service(plans=[plan()])), None, classes, plans)
     assert out["removed"] == {"classes": ["b"], "plans": ["b1", "big-plan"]}
     assert out["restored"] == {"classes": [], "plans": []}
-    assert out["marks"] == [
-        {"kind": "ClusterServiceClass", "name": "b", "status": {"removedFromBrokerCatalog": True}},
-        {"kind": "ClusterServicePlan", "name": "b1", "status": {"removedFromBrokerCatalog": True}},
-        {"kind": "ClusterServicePlan", "name": "big-plan", "status": {"removedFromBrokerCatalog": True}}]
+    assert out["marks"] == [mark("ClusterServiceClass", "b", True), mark("ClusterServicePlan", "b1", True),
+                            mark("ClusterServicePlan", "big-plan", True)]
     assert out["apply"] == [] and out["changed"] is True
     assert "mark ClusterServiceClass b removed from the catalog" in out["summary"]
     assert out["counts"] == {"classes": 1, "plans": 1}
@@ -407,11 +424,10 @@ def test_what_the_broker_offers_again_is_restored() -> None:
     plans = [stored(p, removed=True) for p in plans]
     out = sync(body(), None, classes, plans)
     assert out["restored"] == {"classes": ["mysql-service"], "plans": ["small-plan"]}
-    assert out["marks"] == [
-        {"kind": "ClusterServiceClass", "name": "mysql-service", "status": {"removedFromBrokerCatalog": False}},
-        {"kind": "ClusterServicePlan", "name": "small-plan", "status": {"removedFromBrokerCatalog": False}}]
+    assert out["marks"] == [mark("ClusterServiceClass", "mysql-service", False),
+                            mark("ClusterServicePlan", "small-plan", False)]
     assert out["apply"] == []
-    assert "mark ClusterServicePlan small-plan back in the catalog" in out["summary"]
+    assert "mark ClusterServicePlan small-plan in the catalog" in out["summary"]
 
 
 def test_objects_of_another_broker_are_not_ours() -> None:

@@ -39,6 +39,8 @@ CLASS_LABEL = f"{GROUP}/class"
 
 READY = "Ready"
 FETCHED_CATALOG = "FetchedCatalog"
+OFFERED_BY_BROKER = "OfferedByBroker"  # a class or plan in its broker's catalog
+REMOVED_FROM_CATALOG = "RemovedFromBrokerCatalog"  # one it no longer offers
 ERROR_FETCHING_CATALOG = "ErrorFetchingCatalog"
 ERROR_INVALID_CATALOG = "ErrorInvalidCatalog"
 ERROR_SYNCING_CATALOG = "ErrorSyncingCatalog"
@@ -353,6 +355,26 @@ def differs(desired: Mapping[str, Any], existing: Mapping[str, Any] | None, fiel
     return any(want.get(field) != have.get(field) for field in fields if field in want or field in have)
 
 
+def offering_mark(kind: str, name: str, broker: Mapping[str, Any], *, offered: bool) -> dict[str, Any]:
+    """The status that says whether a class or plan is in its broker's catalog: the flag and a
+    Ready condition (OfferedByBroker, or RemovedFromBrokerCatalog)."""
+    if offered:
+        condition = _condition("True", OFFERED_BY_BROKER, f"In the catalog of broker {_name(broker)}")
+    else:
+        condition = _condition("False", REMOVED_FROM_CATALOG,
+                               f"Broker {_name(broker)} no longer offers it: no new ServiceInstance can use it")
+    return {"kind": kind, "name": name,
+            "status": {"removedFromBrokerCatalog": not offered, "conditions": [condition]}}
+
+
+def _marked(obj: Mapping[str, Any] | None, *, offered: bool) -> bool:
+    """Whether an existing object's status already says what offering_mark() would."""
+    if obj is None or _removed(obj) == offered:
+        return False
+    ready = find_condition((obj.get("status") or {}).get("conditions"), READY) or {}
+    return ready.get("reason") == (OFFERED_BY_BROKER if offered else REMOVED_FROM_CATALOG)
+
+
 def _removed(obj: Mapping[str, Any]) -> bool:
     status = obj.get("status")
     return isinstance(status, Mapping) and status.get("removedFromBrokerCatalog") is True
@@ -570,8 +592,12 @@ def sync(body: Any, broker: Mapping[str, Any], existing_classes: Any = (), exist
         offered = {_name(m) for m in desired}
         removed[key] = sorted(n for n, obj in had.items() if n not in offered and not _removed(obj))
         restored[key] = sorted(n for n, obj in had.items() if n in offered and _removed(obj))
-        marks += [{"kind": kind, "name": n, "status": {"removedFromBrokerCatalog": True}} for n in removed[key]]
-        marks += [{"kind": kind, "name": n, "status": {"removedFromBrokerCatalog": False}} for n in restored[key]]
+        # Every offered object says so in its status (a new one once, after its first apply);
+        # one the broker dropped says that instead.
+        marks += [offering_mark(kind, n, broker, offered=True) for n in sorted(offered)
+                  if not _marked(had.get(n), offered=True)]
+        marks += [offering_mark(kind, n, broker, offered=False) for n in sorted(had)
+                  if n not in offered and not _marked(had[n], offered=False)]
 
     counts = {"classes": len(classes), "plans": len(plans)}
     relist, note = relist_after(broker, relist_duration)
@@ -584,7 +610,7 @@ def sync(body: Any, broker: Mapping[str, Any], existing_classes: Any = (), exist
         status["lastCatalogRetrievalTime"] = stamp
     summary = [f"apply {m['kind']} {_name(m)}" for m in apply]
     summary += [f"mark {m['kind']} {m['name']} " + ("removed from" if m["status"]["removedFromBrokerCatalog"]
-                                                    else "back in") + " the catalog" for m in marks]
+                                                    else "in") + " the catalog" for m in marks]
     return {
         "failure": {},
         "classes": classes, "plans": plans, "apply": apply,
