@@ -313,6 +313,29 @@ async def may_observe_cluster(namespaces: list[str]) -> bool:
         return True
 
 
+async def servable(watches: list[Watch], namespaces: list[str], kube_: kube.Kube) -> list[Watch]:
+    """The watches this operator can serve. One limited to namespaces may hold Roles only: a
+    cluster-scoped kind it may not list and watch cluster-wide (ClusterServiceBrokers, say) is left
+    to a cluster-wide operator, with a warning, rather than refused at every start and retry."""
+    if not namespaces:
+        return watches
+    kept = []
+    for watch in watches:
+        try:
+            ref = await asyncio.to_thread(kube_.plural_for, watch.group, watch.version, watch.kind)
+            allowed = ref.namespaced or await asyncio.to_thread(kube.may, ("list", "watch"), watch.group,
+                                                                ref.plural)
+        except Exception as err:  # not installed yet, or the review failed: kopf reports for itself
+            log.debug("could not check the scope of %s: %s", watch.kind, err)
+            allowed = True
+        if allowed:
+            kept.append(watch)
+        else:
+            log.warning("not watching %s.%s: it is cluster-scoped, and this operator (watching %s) may not list "
+                        "and watch it cluster-wide", watch.kind, watch.group, ",".join(namespaces))
+    return kept
+
+
 # How long a stopping leader waits for running reconciles before it gives the lease up
 # (the SDK's --graceful-shutdown-timeout default).
 GRACEFUL_SHUTDOWN = 30.0
@@ -335,6 +358,7 @@ async def run_operator(watches: list[Watch], reconciler: Reconciler, *, namespac
     """
     if elector is not None and not await elector.acquire(stop):
         return  # stopped while standing by
+    watches = await servable(watches, namespaces, reconciler.kube)
     registry = kopf.OperatorRegistry()
     # The same credentials as the kubernetes client (KUBECONFIG or the in-cluster account).
     kopf.on.login(registry=registry)(kopf.login_via_client)

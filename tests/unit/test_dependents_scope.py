@@ -201,3 +201,29 @@ async def test_kopf_observes_the_cluster_only_when_watching_it_or_permitted(monk
     assert settings.scanning.disabled is True
     operator.configure(settings)
     assert settings.scanning.disabled is False
+
+
+async def test_a_namespaced_operator_leaves_out_cluster_scoped_kinds_it_may_not_watch(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    class Discovery:
+        def plural_for(self, group: str, version: str, kind: str) -> kube.ResourceRef:
+            if kind == "Missing":
+                raise LookupError("no such kind")
+            return kube.ResourceRef(group, version, kind, kind.lower() + "s", namespaced=kind.startswith("Ns"))
+
+    reviewed: list[str] = []
+
+    def may(verbs: tuple[str, ...], group: str, resource: str) -> bool:
+        reviewed.append(resource)
+        return resource == "clusterallowedas"
+
+    monkeypatch.setattr(kube, "may", may)
+    watches = [SimpleNamespace(group="g.io", version="v1", kind=kind)
+               for kind in ("NsThing", "ClusterAllowedA", "ClusterDenied", "Missing")]
+    kept = await operator.servable(watches, ["team-a"], Discovery())  # type: ignore[arg-type]
+    assert [w.kind for w in kept] == ["NsThing", "ClusterAllowedA", "Missing"]
+    assert reviewed == ["clusterallowedas", "clusterdenieds"]
+    # A cluster-wide operator needs every kind anyway: nothing is asked.
+    reviewed.clear()
+    assert await operator.servable(watches, [], Discovery()) == watches  # type: ignore[arg-type]
+    assert reviewed == []
