@@ -320,6 +320,24 @@ def test_a_broker_answer_reads_its_kind_and_description() -> None:
     assert Answer.of({"sent": False, "error_reason": "ParametersFromError", "error": "x"}).kind == "local_error"
 
 
+@pytest.mark.parametrize(("result", "status", "retry"), [
+    ({"status": [None]}, 0, None),
+    ({"sent": True, "status": "OK"}, 0, None),
+    ({"sent": True, "status": float("nan")}, 0, None),
+    ({"sent": True, "status": float("inf")}, 0, None),
+    ({"sent": True, "status": "503", "retry_after": float("inf")}, 503, None),
+    ({"sent": True, "status": 202, "retry_after": float("nan")}, 202, None),
+    ({"sent": True, "status": 202, "retry_after": 7.9}, 202, 7),
+])
+def test_a_result_that_cannot_be_read_counts_as_missing_and_never_raises(result: dict[str, Any], status: int,
+                                                                         retry: int | None) -> None:
+    # Found by tests/unit/test_properties_servicecatalog.py: {"status": [None]} raised a TypeError,
+    # a NaN status a ValueError, an infinite retry_after an OverflowError.
+    read = Answer.of(result)
+    assert (read.status, read.retry_after) == (status, retry)
+    assert read.kind and read.description
+
+
 # ----- ServiceCredential ---------------------------------------------------------------------------
 
 

@@ -11,6 +11,7 @@ leaves the platform not knowing what the broker did: orphan mitigation.
 from __future__ import annotations
 
 import datetime
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -57,13 +58,20 @@ class Answer:
 
     @classmethod
     def of(cls, result: Mapping[str, Any]) -> Answer:
+        """Read a task's result; what cannot be read (a status that is not a number, a
+        Retry-After that is not a finite one) counts as missing, so this never raises."""
         body = result.get("body")
         retry = result.get("retry_after")
-        return cls(sent=bool(result.get("sent")), status=int(result.get("status") or 0),
+        try:
+            status = int(result.get("status") or 0)
+        except (TypeError, ValueError, OverflowError):
+            status = 0
+        return cls(sent=bool(result.get("sent")), status=status,
                    timed_out=bool(result.get("timed_out")), error=str(result.get("error") or ""),
                    error_reason=str(result.get("error_reason") or ""),
                    body=body if isinstance(body, Mapping) else {}, body_text=str(result.get("body_text") or ""),
-                   retry_after=int(retry) if isinstance(retry, (int, float)) and retry >= 0 else None,
+                   retry_after=int(retry) if isinstance(retry, (int, float)) and math.isfinite(retry) and retry >= 0
+                   else None,
                    parameters_checksum=str(result.get("parameters_checksum") or ""))
 
     @property
