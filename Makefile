@@ -106,6 +106,14 @@ lint: venv ## ruff, mypy, yamllint, ansible-lint
 	$(VENV)/bin/yamllint -s .
 	ANSIBLE_COLLECTIONS_PATH=$(CURDIR)/collections PATH=$(abspath $(VENV))/bin:$$PATH $(VENV)/bin/ansible-lint --offline roles playbooks
 
+$(VENV)/.audit-installed: $(VENV)/.installed
+	$(PY) -m pip install --quiet -e '.[dev,audit]'
+	touch $@
+
+.PHONY: audit
+audit: venv $(VENV)/.audit-installed ## bandit over the code, pip-audit over the venv's packages (needs the network; not in make test)
+	VENV=$(VENV) bash hack/audit.sh
+
 .PHONY: clean
 clean: ## Remove the virtualenv and local caches of this checkout (not the control-plane binaries)
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache $(DEMO_DIR) *.egg-info

@@ -292,7 +292,7 @@ class Cluster:
     def _get(self, path: str) -> tuple[int, bytes]:
         req = urllib.request.Request(self.server() + path)
         try:
-            with urllib.request.urlopen(req, context=self._ssl(), timeout=5) as resp:
+            with urllib.request.urlopen(req, context=self._ssl(), timeout=5) as resp:  # nosec B310  # local apiserver
                 return resp.status, resp.read()
         except urllib.error.HTTPError as err:
             return err.code, err.read()

@@ -216,8 +216,8 @@ def namespaced(where: Path, tmp: Path, argv: Sequence[str]) -> list[str]:
     A checkout or cache under the host's /tmp stays where it was, bound into the private one."""
     keep = ""
     for path in dict.fromkeys((Path(__file__).resolve().parent.parent, devkit.cache_dir().resolve())):
-        if path.is_relative_to("/tmp"):
-            inside = shlex.quote(str(tmp / path.relative_to("/tmp")))
+        if path.is_relative_to("/tmp"):  # nosec B108  # a path test, no temp file made
+            inside = shlex.quote(str(tmp / path.relative_to("/tmp")))  # nosec B108  # host /tmp -> private one
             keep += f"mkdir -p {inside}; mount --bind {shlex.quote(str(path))} {inside}; "
     script = (f'set -e; mount --bind "$1" /opt; mount --bind "$2" /usr/local/bin; {keep}mount --rbind "$3" /tmp; '
               'cd /opt/ansible; shift 3; exec "$@"')

@@ -162,7 +162,8 @@ class PayloadLoader(importlib.abc.InspectLoader):
         return None
 
     def exec_module(self, module: types.ModuleType) -> None:
-        exec(self.get_code(module.__name__), module.__dict__)
+        code = self.get_code(module.__name__)
+        exec(code, module.__dict__)  # nosec B102  # a module loader: the payload's own code
 
     def is_package(self, fullname: str) -> bool:
         return self.package
@@ -188,7 +189,7 @@ class PayloadLoader(importlib.abc.InspectLoader):
         source = self.get_source(fullname)
         entry = self.directory / f"{digest(self.member, source)}.code"
         try:
-            code: types.CodeType = marshal.loads(entry.read_bytes())
+            code: types.CodeType = marshal.loads(entry.read_bytes())  # nosec B302  # own cache, 0700 mkdtemp dir
         except (OSError, EOFError, ValueError, TypeError):
             code = compile(source, self.member, "exec", dont_inherit=True)
             _store(entry, code)

@@ -248,7 +248,7 @@ def run_python(argv: list[str]) -> int:
             source = sys.stdin.buffer.read()
             code = compile(source, "<stdin>", "exec")
             main.__dict__.update({"__name__": "__main__", "__builtins__": __builtins__})
-            exec(code, main.__dict__)
+            exec(code, main.__dict__)  # nosec B102  # the script Ansible pipes to `python`, run as python would
     except SystemExit as exc:
         return _exit_code(exc)
     except BaseException:
