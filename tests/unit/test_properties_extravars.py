@@ -34,7 +34,9 @@ from tests.unit.test_extravars import SDK_TABLE, make_watch
 pytestmark = pytest.mark.unit
 
 # Fixed examples (derandomize) and no example database: the same run everywhere, nothing written.
-SETTINGS = settings(max_examples=200, derandomize=True, database=None,
+# No deadline: on a loaded machine (CI runs the e2e tests beside these) an example can take
+# longer once, and Hypothesis then fails the test for "unreliable timings".
+SETTINGS = settings(max_examples=200, derandomize=True, database=None, deadline=None,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
 # For the tests that build whole nested objects: fewer, larger examples.
 OBJECT_SETTINGS = settings(SETTINGS, max_examples=60)

@@ -24,7 +24,8 @@ pytestmark = pytest.mark.unit
 
 f = sb.f  # the filters, imported once the collections are on sys.path
 
-SETTINGS = settings(max_examples=50, derandomize=True, database=None, deadline=None,
+# Fixed examples, no example database, and no deadline (a loaded machine makes timings unreliable).
+SETTINGS = settings(max_examples=80, derandomize=True, database=None, deadline=None,
                     suppress_health_check=[HealthCheck.too_slow])
 
 SECRETS = ["creds", "s2"]

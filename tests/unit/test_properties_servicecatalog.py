@@ -30,7 +30,8 @@ pytestmark = pytest.mark.unit
 
 instance, credential, Answer = sc.instance, sc.credential, sc.Answer
 
-SETTINGS = settings(max_examples=80, derandomize=True, database=None, deadline=None,
+# Fixed examples, no example database, and no deadline (a loaded machine makes timings unreliable).
+SETTINGS = settings(max_examples=200, derandomize=True, database=None, deadline=None,
                     suppress_health_check=[HealthCheck.too_slow])
 
 PLANTED = "pl4nted-s3cret-value"  # what no decision may ever show
