@@ -241,9 +241,6 @@ def test_a_variable_of_the_workloads_own_named_like_a_bindings_survives_it(
 MINIMAL_MOUNT = sb.deployment(containers=[{"name": "app", "volumeMounts": [CLASHING_MOUNT]}])
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "unbinding keeps the SERVICE_BINDING_ROOT=/bindings it added when a mount of the workload's own "
-    "(not another binding's) lies under /bindings"))
 @SETTINGS
 @example(workload=MINIMAL_MOUNT, binding=sb.binding(), secret="creds")
 @given(workload=workloads(), binding=bindings(), secret=st.sampled_from(SECRETS))

@@ -152,7 +152,9 @@ def unproject(workload: dict[str, Any], binding: Mapping[str, Any], fallback_map
         drop(env, env_ptr, is_ours)
         if isinstance(env, list) and key in root_added:
             root = next((e for e in env if isinstance(e, dict) and e.get("name") == ROOT_ENV), None)
+            # Only another binding's mount keeps the root it added; the workload's own do not.
             under = [m for m in mounts or [] if isinstance(m, dict)
+                     and str(m.get("name", "")).startswith(VOLUME_PREFIX)
                      and str(m.get("mountPath", "")).startswith(str((root or {}).get("value")) + "/")]
             if root is not None and root.get("value") == record.get("root", DEFAULT_ROOT) and not under:
                 drop(env, env_ptr, lambda e, r=root: e is r)
