@@ -125,6 +125,36 @@ def maybe_made(reply: Mapping[str, Any]) -> bool:
 
 # --- the walks ----------------------------------------------------------------------------
 
+
+def walk_step(data: st.DataObject, r: sc.Reconciler, machine: Any, now: int, at_broker: bool, *, creates: str,
+              removes: str) -> tuple[dict[str, Any], tuple[dict[str, Any], dict[str, Any]] | None, bool]:
+    """One reconcile with a drawn broker answer, its invariants checked; the decision, the request
+    and answer (if one was sent), and whether the broker may now hold what the object stands for."""
+    deleting = bool(r.facts["deleting"])
+    removing = (r.obj.get("status") or {}).get("currentOperation") == removes
+    peek = machine.step(r.obj, r.facts, sc.at(now))
+    reply = data.draw(broker_answers(peek["request"])) if peek["request"] is not None else None
+    decided = r.step(reply, now=now)
+    answered = None
+    if reply is not None:
+        request = r.sent[-1]
+        answered = (request, reply)
+        if request["operation"] == creates and refused(reply):
+            assert not orphan_mitigation_started(decided), "a 4xx never starts orphan mitigation"
+        if request["method"] == "PUT" and maybe_made(reply):
+            at_broker = True
+        if confirmed_gone(request, reply, removing):
+            at_broker = False
+    check(decided, r.obj, deleting=deleting)
+    if orphan_mitigation_started(decided):
+        hypothesis.event("orphan mitigation")
+    if peek["request"] is not None and peek["request"]["operation"] == "Poll":
+        hypothesis.event("polled")
+    if decided["done"]:
+        assert deleting and not at_broker, "deleted while the broker may still hold what it stands for"
+        hypothesis.event("deleted")
+    return decided, answered, at_broker
+
 EVENTS = st.sampled_from(["reconcile"] * 6 + ["delete", "edit", "wait"])
 
 
@@ -142,28 +172,9 @@ def test_a_service_instance_through_any_broker_answers(data: st.DataObject) -> N
             r.obj["metadata"]["generation"] += 1
             r.obj["spec"]["clusterServicePlanExternalName"] = data.draw(st.sampled_from(["small", "large", "slow"]))
         now += data.draw(st.sampled_from([0, 1, 5, 30, 61, 400, 4000]))
-        deleting = bool(r.facts["deleting"])
-        before = r.obj.get("status") or {}
-        removing = before.get("currentOperation") == instance.DEPROVISION
-        peek = instance.step(r.obj, r.facts, sc.at(now))
-        reply = data.draw(broker_answers(peek["request"])) if peek["request"] is not None else None
-        decided = r.step(reply, now=now)
-        if reply is not None:
-            request = r.sent[-1]
-            if request["operation"] == instance.PROVISION and refused(reply):
-                assert not orphan_mitigation_started(decided), "a 4xx never starts orphan mitigation"
-            if request["method"] == "PUT" and maybe_made(reply):
-                at_broker = True
-            if confirmed_gone(request, reply, removing):
-                at_broker = False
-        check(decided, r.obj, deleting=deleting)
-        if orphan_mitigation_started(decided):
-            hypothesis.event("orphan mitigation")
-        if peek["request"] is not None and peek["request"]["operation"] == "Poll":
-            hypothesis.event("polled")
+        decided, _, at_broker = walk_step(data, r, instance, now, at_broker, creates=instance.PROVISION,
+                                          removes=instance.DEPROVISION)
         if decided["done"]:
-            assert deleting and not at_broker, "deleted while the broker may still hold the instance"
-            hypothesis.event("deleted")
             return
 
 
@@ -182,30 +193,13 @@ def test_a_service_credential_through_any_broker_answers(data: st.DataObject) ->
         elif happens == "wait" and r.facts.get("secret_exists"):
             r.facts = {**r.facts, "secret_exists": False}  # someone deleted the Secret
         now += data.draw(st.sampled_from([0, 1, 5, 30, 61, 400, 4000]))
-        deleting = bool(r.facts["deleting"])
-        before = r.obj.get("status") or {}
-        removing = before.get("currentOperation") == credential.UNBIND
-        peek = credential.step(r.obj, r.facts, sc.at(now))
-        reply = data.draw(broker_answers(peek["request"])) if peek["request"] is not None else None
-        decided = r.step(reply, now=now)
-        if reply is not None:
-            request = r.sent[-1]
-            if request["operation"] == credential.BIND and refused(reply):
-                assert not orphan_mitigation_started(decided), "a 4xx never starts orphan mitigation"
-            if request["method"] == "PUT" and maybe_made(reply):
-                at_broker = True
-            if confirmed_gone(request, reply, removing):
-                at_broker = False
+        decided, answered, at_broker = walk_step(data, r, credential, now, at_broker, creates=credential.BIND,
+                                                 removes=credential.UNBIND)
+        if answered is not None:
+            request, reply = answered
             if request.get("credentials_secret") and int(reply.get("status") or 0) in (200, 201):
                 r.facts = {**r.facts, "secret_exists": True, "secret_owner_uid": "cred-uid"}
-        check(decided, r.obj, deleting=deleting)
-        if orphan_mitigation_started(decided):
-            hypothesis.event("orphan mitigation")
-        if peek["request"] is not None and peek["request"]["operation"] == "Poll":
-            hypothesis.event("polled")
         if decided["done"]:
-            assert deleting and not at_broker, "deleted while the broker may still hold the binding"
-            hypothesis.event("deleted")
             return
 
 
