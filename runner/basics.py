@@ -1,5 +1,5 @@
 """The Kubernetes basics the runner shares with the roles' plugins: label selectors, Go
-durations and condition merging, written once in the in-tree collection
+durations, condition merging and metav1 times, written once in the in-tree collection
 ``playbook_operator.kube`` (``collections/ansible_collections/playbook_operator/kube/plugins/module_utils/``).
 
 Ansible finds those files through its collection loader: a run's ``ANSIBLE_COLLECTIONS_PATH``
@@ -29,6 +29,7 @@ from ansible_collections.playbook_operator.kube.plugins.module_utils import (  #
     conditions,
     durations,
     selectors,
+    times,
 )
 
-__all__ = ["IN_TREE_COLLECTIONS", "conditions", "durations", "selectors"]
+__all__ = ["IN_TREE_COLLECTIONS", "conditions", "durations", "selectors", "times"]

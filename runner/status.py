@@ -17,6 +17,9 @@ from typing import Any
 
 from runner import basics
 
+# metav1 times are read once for all (Leases, metrics): the shared basics.
+parse_time = basics.times.parse_time
+
 RUNNING = "Running"
 SUCCESSFUL = "Successful"
 FAILURE = "Failure"
@@ -48,18 +51,6 @@ class AnsibleResult:
 
 def now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def parse_time(text: str | None) -> datetime | None:
-    """A metav1.Time or MicroTime (RFC 3339) as an aware datetime, UTC when it names no zone;
-    None when absent or malformed."""
-    if not text:
-        return None
-    try:
-        moment = datetime.fromisoformat(text)
-    except ValueError:
-        return None
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def completion_time(moment: str | datetime) -> str:

@@ -16,6 +16,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from ansible_collections.playbook_operator.kube.plugins.module_utils.times import parse_time
+
 # Kinds of answer.
 DONE = "done"  # 200, 201
 ACCEPTED = "accepted"  # 202
@@ -128,20 +130,6 @@ class Answer:
         """`in progress`, `succeeded` or `failed` from a last_operation answer, or ""."""
         value = self.body.get("state")
         return value if value in ("in progress", "succeeded", "failed") else ""
-
-
-def parse_time(text: Any) -> datetime.datetime | None:
-    if not isinstance(text, str) or not text:
-        return None
-    try:
-        parsed = datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=datetime.UTC)
-
-
-def format_time(when: datetime.datetime) -> str:
-    return when.astimezone(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def clock(now: Any = None) -> datetime.datetime:

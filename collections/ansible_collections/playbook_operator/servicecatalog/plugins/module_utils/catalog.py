@@ -17,7 +17,6 @@ Pure: plain dicts and lists in, new ones out. Nothing here reads the cluster or 
 from __future__ import annotations
 
 import copy
-import datetime
 import hashlib
 import json
 import math
@@ -28,6 +27,7 @@ from typing import Any
 from ansible_collections.playbook_operator.kube.plugins.module_utils.conditions import find_condition
 from ansible_collections.playbook_operator.kube.plugins.module_utils.durations import DurationError, parse_duration
 from ansible_collections.playbook_operator.kube.plugins.module_utils.selectors import label_value_problem
+from ansible_collections.playbook_operator.kube.plugins.module_utils.times import format_time, parse_time
 
 GROUP = "servicecatalog.playbook-operator.io"
 API_VERSION = f"{GROUP}/v1alpha1"
@@ -509,19 +509,6 @@ def relist_after(broker: Mapping[str, Any], default: Any = DEFAULT_RELIST) -> tu
     return seconds, ""
 
 
-def _moment(value: Any) -> datetime.datetime | None:
-    """An RFC 3339 string or a datetime as an aware UTC datetime; None when it is neither. A
-    naive datetime (Ansible's now() without utc=true) is taken as UTC, as the apiserver's are."""
-    if isinstance(value, str) and value:
-        try:
-            value = datetime.datetime.fromisoformat(value)
-        except ValueError:
-            return None
-    if not isinstance(value, datetime.datetime):
-        return None
-    return value.replace(tzinfo=datetime.UTC) if value.tzinfo is None else value.astimezone(datetime.UTC)
-
-
 def retrieval_time(broker: Mapping[str, Any], status: Mapping[str, Any], condition: Mapping[str, str],
                    changed: bool, now: Any, relist_seconds: float) -> str | None:
     """The ``lastCatalogRetrievalTime`` to write, or None to leave the one the broker has.
@@ -530,14 +517,14 @@ def retrieval_time(broker: Mapping[str, Any], status: Mapping[str, Any], conditi
     written is half a relist period old: it then shows that the broker is still listed (at most
     one relist period old, one status write a period) without every other run (a class written,
     a restart, an Ansible idempotence check) writing a new time and nothing else."""
-    at = _moment(now)
+    at = parse_time(now)
     if at is None:
         return None
     current = broker.get("status") or {}
-    last = _moment(current.get("lastCatalogRetrievalTime"))
+    last = parse_time(current.get("lastCatalogRetrievalTime"))
     stale = last is None or last > at or (at - last).total_seconds() >= relist_seconds / 2
     if changed or stale or _is_news(broker, condition) or any(current.get(k) != v for k, v in status.items()):
-        return at.strftime("%Y-%m-%dT%H:%M:%SZ")
+        return format_time(at)
     return None
 
 

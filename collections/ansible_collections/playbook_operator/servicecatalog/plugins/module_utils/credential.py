@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from ansible_collections.playbook_operator.kube.plugins.module_utils.times import format_time
 from ansible_collections.playbook_operator.servicecatalog.plugins.module_utils import answers as a
 from ansible_collections.playbook_operator.servicecatalog.plugins.module_utils.steps import (
     API_VERSION,
@@ -200,7 +201,7 @@ def _bound(credential: Mapping[str, Any], st: Mapping[str, Any], request: Mappin
            now: Any) -> Decision:
     fetching = request.get("operation") == FETCH
     ids = request.get("ids") or _ids(st)
-    since = st.get("operationStartTime") or a.format_time(now)
+    since = st.get("operationStartTime") or format_time(now)
     kind = answer.kind
     if kind == a.NOT_SENT:
         return Decision().ready(False, "Binding", "would ask the broker to bind")
@@ -209,7 +210,7 @@ def _bound(credential: Mapping[str, Any], st: Mapping[str, Any], request: Mappin
                       or str((st.get("externalProperties") or {}).get("parameterChecksum") or ""))
     if kind == a.ACCEPTED and not fetching:
         decision = Decision(status={"asyncOpInProgress": True, "currentOperation": BIND,
-                                    "lastOperation": answer.operation, "operationStartTime": a.format_time(now),
+                                    "lastOperation": answer.operation, "operationStartTime": format_time(now),
                                     "unbindStatus": "Required", "externalProperties": dict(ids)},
                             requeue_after=a.poll_after(answer, None, now))
         return decision.ready(False, "Binding", "The broker is working on the bind asynchronously")
@@ -246,7 +247,7 @@ def _polled(credential: Mapping[str, Any], st: Mapping[str, Any], answer: a.Answ
         message = (f"The bind failed: {answer.description}" if not timed_out else
                    f"The broker did not finish the bind within the plan's maximum_polling_duration ({limit}s)")
         decision = Decision(status={"asyncOpInProgress": False, "currentOperation": None, "lastOperation": None,
-                                    "orphanMitigationInProgress": True, "operationStartTime": a.format_time(now),
+                                    "orphanMitigationInProgress": True, "operationStartTime": format_time(now),
                                     "reconciledGeneration": credential["metadata"].get("generation")},
                             requeue_after=1)
         decision.orphan(True, "StartingOrphanMitigation", message + "; deleting whatever the broker made")

@@ -18,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from ansible_collections.playbook_operator.kube.plugins.module_utils.times import format_time
 from ansible_collections.playbook_operator.servicecatalog.plugins.module_utils import answers as a
 from ansible_collections.playbook_operator.servicecatalog.plugins.module_utils.steps import (
     FAILED,
@@ -223,7 +224,7 @@ def _provisioned(instance: Mapping[str, Any], st: Mapping[str, Any], refs: Mappi
     verb = "provision" if operation == PROVISION else "update"
     failed_reason = "ProvisionCallFailed" if operation == PROVISION else "UpdateInstanceCallFailed"
     calling_reason = "ErrorCallingProvision" if operation == PROVISION else "ErrorCallingUpdateInstance"
-    since = st.get("operationStartTime") or a.format_time(now)
+    since = st.get("operationStartTime") or format_time(now)
     kind = answer.kind
     if kind == a.NOT_SENT:
         return Decision().ready(False, "Provisioning" if operation == PROVISION else "UpdatingInstance",
@@ -233,7 +234,7 @@ def _provisioned(instance: Mapping[str, Any], st: Mapping[str, Any], refs: Mappi
     if kind == a.ACCEPTED:
         decision = Decision(status={
             "asyncOpInProgress": True, "currentOperation": operation, "lastOperation": answer.operation,
-            "operationStartTime": a.format_time(now), "inProgressProperties": properties,
+            "operationStartTime": format_time(now), "inProgressProperties": properties,
             "deprovisionStatus": "Required"}, requeue_after=a.poll_after(answer, None, now))
         if isinstance(answer.body.get("dashboard_url"), str):
             decision.status["dashboardURL"] = answer.body["dashboard_url"]
@@ -281,7 +282,7 @@ def _polled(instance: Mapping[str, Any], st: Mapping[str, Any], refs: Mapping[st
         decision = Decision(status={"asyncOpInProgress": False, "currentOperation": None, "lastOperation": None,
                                     "reconciledGeneration": instance["metadata"].get("generation")})
         if operation == PROVISION:
-            decision.status.update({"orphanMitigationInProgress": True, "operationStartTime": a.format_time(now)})
+            decision.status.update({"orphanMitigationInProgress": True, "operationStartTime": format_time(now)})
             decision.requeue_after = 1
             decision.orphan(True, "StartingOrphanMitigation", message + "; deleting whatever the broker made")
             return decision.ready(False, "ProvisionCallFailed", message).failed(True, "ProvisionCallFailed", message)
@@ -294,7 +295,7 @@ def _polled(instance: Mapping[str, Any], st: Mapping[str, Any], refs: Mapping[st
         message = f"The broker did not finish the {verb} within the plan's maximum_polling_duration ({limit}s)"
         decision = Decision(status={"asyncOpInProgress": False, "currentOperation": None, "lastOperation": None})
         if operation == PROVISION:
-            decision.status.update({"orphanMitigationInProgress": True, "operationStartTime": a.format_time(now),
+            decision.status.update({"orphanMitigationInProgress": True, "operationStartTime": format_time(now),
                                     "reconciledGeneration": instance["metadata"].get("generation")})
             decision.requeue_after = 1
             decision.orphan(True, "StartingOrphanMitigation", message + "; deleting whatever the broker made")

@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from ansible_collections.playbook_operator.kube.plugins.module_utils.times import format_time
 from ansible_collections.playbook_operator.servicecatalog.plugins.module_utils import answers as a
 
 READY, FAILED, ORPHAN = "Ready", "Failed", "OrphanMitigation"
@@ -238,7 +239,7 @@ def removal_outcome(words: Removal, st: Mapping[str, Any], answer: a.Answer, now
     """A DELETE's answer (`since_poll`: a last_operation answer about one): gone, still going, or
     refused; while refused the object stays, and the condition says why."""
     kind, state = answer.kind, answer.state
-    since = st.get("operationStartTime") or a.format_time(now)
+    since = st.get("operationStartTime") or format_time(now)
     if kind == a.GONE or (kind == a.DONE and (state == "succeeded" or not since_poll)):
         decision = Decision(status={words.status_field: "Succeeded", "asyncOpInProgress": False,
                                     "orphanMitigationInProgress": False, "currentOperation": None,
@@ -257,7 +258,7 @@ def removal_outcome(words: Removal, st: Mapping[str, Any], answer: a.Answer, now
         decision = Decision(status={"asyncOpInProgress": True, "currentOperation": words.operation},
                             requeue_after=a.poll_after(answer, since if since_poll else None, now))
         if not since_poll:
-            decision.status.update({"lastOperation": answer.operation, "operationStartTime": a.format_time(now)})
+            decision.status.update({"lastOperation": answer.operation, "operationStartTime": format_time(now)})
         if orphan:
             return decision.orphan(True, "OrphanMitigationInProgress",
                                    f"The broker is deleting what {words.left_by} left")
