@@ -207,8 +207,10 @@ def test_replicas_never_run_one_object_at_once(cluster: Cluster, namespace: str,
             spans[obj].append((started, at, member))
     cut = cut or any(process == "r2.1" for _, process in open_runs)
     assert cut, "r2 was killed with a run in flight"
+    # A run the killed replica had set going may log its start a moment after the kill, as its end.
     for (obj, member), started in open_runs.items():
-        assert member in killed_at and started <= killed_at[member], f"a run of {obj} by {member} never ended"
+        assert member in killed_at and started <= killed_at[member] + KILL_REACH, \
+            f"a run of {obj} by {member} never ended"
         spans[obj].append((started, killed_at[member], member))
     assert len(spans) == OBJECTS
     for obj, intervals in spans.items():
